@@ -1,0 +1,91 @@
+"""Checkpoint files: atomic writes, validated reads, and loading a generator from one.
+
+A checkpoint is one `torch.save`d dict, readable with ``torch.load(weights_only=True)``
+(only tensors, numbers, strings, lists, tuples and dicts inside), holding at least
+``format``, ``version``, ``config`` (the resolved config as a dict) and ``step``; a
+training snapshot adds the networks, optimizers, RNG states and data position
+(see `hamgan.train`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import HamganError
+
+FORMAT = "hamgan-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(HamganError):
+    """A checkpoint that is missing, damaged, not hamgan's, or does not fit a config."""
+
+
+def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
+    """Write `payload` to `path` through a temporary file in the same folder, then rename:
+    a crash or a full disk mid-write leaves the previous file at `path` intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Read and validate a checkpoint; raises CheckpointError with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, pickle garbage, wrong file type, ...
+        raise CheckpointError(f"{path} is damaged or not a checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a hamgan checkpoint")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer hamgan (format version {payload['version']})")
+    return payload
+
+
+def load_generator(path: str | os.PathLike, use_ema: bool = True, device="cpu"):
+    """The generator of a checkpoint, in eval mode, built from the config it carries.
+
+    Returns (G, config, payload)."""
+    from .config import from_dict, Config
+    from .models import build_generator
+
+    payload = load_checkpoint(path)
+    cfg = from_dict(Config, payload["config"])
+    key = "G_ema" if use_ema and payload.get("G_ema") is not None else "G"
+    if key not in payload:
+        raise CheckpointError(f"{path} holds no generator weights")
+    G = build_generator(cfg.model)
+    load_state(G, payload[key], f"{path} [{key}]")
+    return G.to(device).eval(), cfg, payload
+
+
+def load_state(module: torch.nn.Module, state: dict, what: str) -> None:
+    """load_state_dict with a message that says what does not fit."""
+    missing, unexpected = [], []
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and hasattr(state[k], "shape") and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = [f"{len(missing)} missing (e.g. {missing[:3]})" if missing else "",
+                 f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})" if unexpected else "",
+                 f"shape mismatches (e.g. {wrong[:3]})" if wrong else ""]
+        raise CheckpointError(f"{what} does not fit the network built from the config: "
+                              + "; ".join(p for p in parts if p))
+    module.load_state_dict(state)

@@ -1,0 +1,40 @@
+"""The `hamgan` command. Each sub-command is a module of this package with
+`add_arguments(parser)` and `run(args) -> int | None`, imported only when it is used."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module in hamgan.cli, one-line help)
+COMMANDS = {
+    "demo": ("demo", "the built-in demonstration (the README's main job)"),
+    "config": ("config_cmd", "print every config key with its default and meaning, or a resolved config"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .. import __version__
+    from ..errors import HamganError
+
+    parser = argparse.ArgumentParser(prog="hamgan", description="Train, evaluate and sample "
+                                     "class-conditional GANs with Hamburger (matrix decomposition) context.")
+    parser.add_argument("--version", action="version", version=f"hamgan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(f".{module_name}", __name__)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
+    args = parser.parse_args(argv)
+    try:
+        return args._run(args) or 0
+    except HamganError as e:
+        print(f"hamgan {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hamgan {args.command}: interrupted", file=sys.stderr)
+        return 130
