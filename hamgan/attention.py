@@ -43,4 +43,4 @@ class SelfAttention(nn.Module):
         else:
             beta = torch.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)   # (B, N, N/4)
             out = torch.bmm(g, beta.transpose(1, 2))          # (B, C/2, N)
-        return x + self.gamma * self.o(out.reshape(b, c // 2, h, w))
+        return torch.addcmul(x, self.gamma, self.o(out.reshape(b, c // 2, h, w)))  # x + gamma * o

@@ -89,3 +89,36 @@ def load_state(module: torch.nn.Module, state: dict, what: str) -> None:
         raise CheckpointError(f"{what} does not fit the network built from the config: "
                               + "; ".join(p for p in parts if p))
     module.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- snapshots of a run
+
+SNAPSHOT_GLOB = "ckpt-*.pt"
+
+
+def snapshot_path(ckpt_dir: str | os.PathLike, step: int) -> Path:
+    return Path(ckpt_dir) / f"ckpt-{step:09d}.pt"
+
+
+def list_snapshots(ckpt_dir: str | os.PathLike) -> list[Path]:
+    """Snapshot files of a run, oldest first."""
+    return sorted(Path(ckpt_dir).glob(SNAPSHOT_GLOB))
+
+
+def latest_good_snapshot(ckpt_dir: str | os.PathLike, warn=print) -> tuple[Path, dict] | None:
+    """The newest snapshot that loads; damaged ones (a run killed mid-write on a filesystem
+    without atomic rename, a truncated copy) are reported through `warn` and skipped."""
+    for path in reversed(list_snapshots(ckpt_dir)):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as e:
+            warn(f"skipping {e}")
+    return None
+
+
+def prune_snapshots(ckpt_dir: str | os.PathLike, keep_last: int, keep: set[Path] = frozenset()) -> None:
+    """Delete all but the newest `keep_last` snapshots and those in `keep` (the best-FID one)."""
+    snaps = list_snapshots(ckpt_dir)
+    for path in snaps[:max(len(snaps) - keep_last, 0)]:
+        if path not in keep:
+            path.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ are errors. Command-line overrides are dotted ``key=value`` pairs whose values a
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -34,7 +35,6 @@ class ConfigError(HamganError, ValueError):
 def opt(default: Any, help: str):
     """A dataclass field with a default (copied for lists/dataclasses) and its documentation."""
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
-        import copy
         return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
@@ -75,8 +75,22 @@ class NetConfig:
     """One network described as data: width, channel multipliers, context blocks."""
 
     ch: int = opt(64, "base width: channels = ch * multiplier")
-    multipliers: list[int] = opt([], "channel multiplier per stage (empty: the standard table for the resolution)")
+    multipliers: list[int] = opt([], "channel multiplier per stage (empty: the standard table for the resolution, "
+                                     "hamgan/arch.py; G: one per resolution 4..R, D: one per down-block)")
     context: list[ContextBlock] = opt([], "global-context blocks, as [{at = 32, block = 'ham', ...}, ...]")
+
+
+# G and D have their own classes so that overriding e.g. model.G.ch keeps the paper's context block.
+@dataclass
+class GeneratorConfig(NetConfig):
+    context: list[ContextBlock] = opt([ContextBlock(at=32, rank=32)], "global-context blocks, as "
+                                      "[{at = 32, block = 'ham', ...}, ...] (default: HamGAN's NMF Hamburger, R = 32)")
+
+
+@dataclass
+class DiscriminatorConfig(NetConfig):
+    context: list[ContextBlock] = opt([ContextBlock(at=32, rank=16)], "global-context blocks, as "
+                                      "[{at = 32, block = 'ham', ...}, ...] (default: HamGAN's NMF Hamburger, R = 16)")
 
 
 @dataclass
@@ -93,8 +107,8 @@ class ModelConfig:
     bn_eps: float = opt(1e-5, "batch-norm epsilon")
     sn_eps: float = opt(1e-6, "spectral-norm epsilon")
     cross_replica_bn: bool = opt(True, "under torch.distributed, BN statistics over the whole global batch")
-    G: NetConfig = opt(NetConfig(context=[ContextBlock(at=32, rank=32)]), "generator")
-    D: NetConfig = opt(NetConfig(context=[ContextBlock(at=32, rank=16)]), "discriminator")
+    G: GeneratorConfig = opt(GeneratorConfig(), "generator")
+    D: DiscriminatorConfig = opt(DiscriminatorConfig(), "discriminator")
 
 
 # --------------------------------------------------------------------------- data
@@ -102,12 +116,14 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = opt("shapes", "'shapes' (built-in procedural data), a prepared store, or an ImageFolder")
-    flip: bool = opt(False, "random horizontal flips (the official run used none)")
-    workers: int = opt(2, "data-loader worker processes per rank")
+    source: str = opt("shapes", "'shapes' (built-in procedural data), a store written by `hamgan prepare` "
+                      "(its size must equal model.resolution), or an ImageFolder (one sub-folder per class, "
+                      "decoded on the fly)")
+    flip: bool = opt(False, "random horizontal flips, decided by (seed, epoch, slot) (the official run used none)")
+    workers: int = opt(2, "data-loader worker processes per rank (0: load in the training process)")
     resize: Literal["bilinear", "lanczos", "box"] = opt(
-        "bilinear", "resize filter for ImageFolder sources (antialiased)")
-    shapes_classes: int = opt(10, "classes of the procedural 'shapes' data")
+        "bilinear", "resize filter after the centred square crop, ImageFolder sources (antialiased, PIL)")
+    shapes_classes: int = opt(10, "classes of the procedural 'shapes' data (2..40)")
     shapes_size: int = opt(10000, "images per epoch of the procedural 'shapes' data")
 
 
@@ -142,9 +158,14 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    num_samples: int = opt(10000, "generated images per in-training FID/IS evaluation")
-    batch_size: int = opt(100, "images per generator/Inception batch")
-    stats: str = opt("", "reference statistics (.npz from `hamgan fid-stats`); empty: FID skipped")
+    num_samples: int = opt(10000, "generated images per in-training FID/IS evaluation (split over "
+                           "processes; the paper's final numbers use 50,176 via `hamgan eval`)")
+    batch_size: int = opt(100, "images per generator/Inception batch, per process")
+    stats: str = opt("", "reference statistics (.npz from `hamgan fid-stats`) of images at the model's "
+                     "resolution; empty: FID skipped, IS only")
+    extras: bool = opt(False, "also KID and precision/recall (k = 3); needs statistics with a feature sample")
+    inception_weights: str = opt("", "pytorch-fid's Inception weights file; empty: $HAMGAN_INCEPTION_WEIGHTS, "
+                                 "then the torch hub cache, then download")
 
 
 @dataclass
@@ -234,9 +255,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults <- config file (TOML or JSON) <- dotted overrides."""
-    tree: dict = {}
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> Config:
+    """Defaults <- config file (TOML or JSON) or `base` (e.g. a checkpoint's config) <- dotted overrides."""
+    tree: dict = copy.deepcopy(base) if base is not None else {}
     if path is not None:
         path = Path(path)
         if not path.is_file():

@@ -10,6 +10,9 @@ updates underflows in half precision.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,6 +21,63 @@ from .layers import sn_conv1x1
 
 GRAD_MODES = ("one_step", "bptt", "none")
 BASES_INITS = ("rand", "rand_l2", "online")
+
+# ((first row, rows here, rows in the global batch), ...) for each global batch whose rows
+# are concatenated in the current forward; None: the forward's batch is the global batch.
+_batch_rows: contextvars.ContextVar = contextvars.ContextVar("hamgan_batch_rows", default=None)
+
+
+@contextlib.contextmanager
+def batch_rows(*segments: tuple[int, int, int]):
+    """Make the random bases of a forward independent of how its global batch is split
+    across processes and accumulation rounds.
+
+    Inside this context, a forward's batch is taken to be rows [first, first + n) of a
+    global batch of `total` rows, for each segment (first, n, total) in turn (several
+    segments: e.g. real and fake images concatenated). Each decomposition then draws
+    bases for the whole global batch from the (identically seeded) RNG and keeps its own
+    rows, so 2 processes x b samples draw exactly the bases of 1 process x 2b.
+    """
+    token = _batch_rows.set(segments)
+    try:
+        yield
+    finally:
+        _batch_rows.reset(token)
+
+
+# True inside `shared_bases()`.
+_shared_bases: contextvars.ContextVar = contextvars.ContextVar("hamgan_shared_bases", default=False)
+
+
+@contextlib.contextmanager
+def shared_bases():
+    """Inside this context, every sample of a forward starts its decomposition from the same
+    random bases (one (groups, D, R) draw per forward, repeated over the batch). With the RNG
+    seeded alike before each forward, a sample's output then depends on its own input alone,
+    not on its batch or its position in it: what sample sheets and interpolations need
+    (`hamgan.sample`). Training and evaluation draw bases per sample (the default)."""
+    token = _shared_bases.set(True)
+    try:
+        yield
+    finally:
+        _shared_bases.reset(token)
+
+
+@contextlib.contextmanager
+def record_factors(module: nn.Module):
+    """Inside this context, each decomposition in `module` keeps its last forward's factors in
+    ``.last``: {"x": the decomposed matrices (B, D, N) after `prepare` (ReLU for NMF), "bases":
+    (B, D, R), "coef": (B, N, R)}, detached; B = batch * groups. For visualisation
+    (`hamgan sample --mode ham-maps`); outside it nothing is kept. Yields
+    {qualified name: decomposition}."""
+    found = {name: m for name, m in module.named_modules() if isinstance(m, MatrixDecomposition)}
+    for m in found.values():
+        m.record, m.last = True, None
+    try:
+        yield found
+    finally:
+        for m in found.values():
+            del m.record, m.last  # back to the class defaults
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
@@ -42,6 +102,8 @@ class MatrixDecomposition(nn.Module):
     """
 
     default_inv_t = 1.0
+    record = False  # set by `record_factors`: keep the last forward's factors in `last`
+    last = None
 
     def __init__(self, dim: int, rank: int, steps: int = 6, eval_steps: int | None = None, groups: int = 1,
                  eps: float = 1e-6, inv_t: float | None = None, bases_init: str = "rand",
@@ -76,9 +138,20 @@ class MatrixDecomposition(nn.Module):
 
     def initial_bases(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, R) starting bases for x (B, D, N); B is batch * groups."""
+        g, batch = self.groups, x.shape[0] // self.groups
         if self.bases_init == "online":
-            return self.bases.repeat(x.shape[0] // self.groups, 1, 1)
-        bases = torch.rand(x.shape[0], self.dim, self.rank, device=x.device, dtype=x.dtype)
+            return self.bases.repeat(batch, 1, 1)
+
+        def draw(samples):
+            return torch.rand(samples * g, self.dim, self.rank, device=x.device, dtype=x.dtype)
+
+        if _shared_bases.get():
+            bases = draw(1).repeat(batch, 1, 1)  # a copy: NMF updates bases in place
+        else:
+            segments = _batch_rows.get() or ((0, batch, batch),)
+            if sum(n for _, n, _ in segments) != batch:
+                raise ValueError(f"batch_rows {segments} do not add up to the batch of {batch}")
+            bases = torch.cat([draw(total)[first * g:(first + n) * g] for first, n, total in segments])
         return F.normalize(bases, dim=1) if self.bases_init == "rand_l2" else bases
 
     def iterate(self, x, bases, steps):
@@ -104,6 +177,8 @@ class MatrixDecomposition(nn.Module):
                 out = torch.bmm(bases, coef.transpose(1, 2))
             if self.bases_init == "online" and self.training:
                 self._online_update(bases.detach())
+            if self.record:
+                self.last = {"x": x.detach(), "bases": bases.detach(), "coef": coef.detach()}
         return out.to(out_dtype)
 
     @torch.no_grad()
@@ -125,8 +200,22 @@ class NMF(MatrixDecomposition):
     def prepare(self, x):
         return F.relu(x)
 
+    # In the K-step loop autograd is off (one_step / none), so the updates run in place: on
+    # CPU this saves 10-40% of the loop's time by not allocating (B, N, R) temporaries.
+
     def _coef_step(self, xtb, bases, coef):
-        return coef * xtb / (torch.bmm(coef, torch.bmm(bases.transpose(1, 2), bases)) + self.eps)
+        """C * (X^T B) / (C B^T B + eps); xtb = X^T B (B, N, R), bases (B, D, R), coef (B, N, R)."""
+        den = torch.bmm(coef, torch.bmm(bases.transpose(1, 2), bases)).add_(self.eps)
+        if torch.is_grad_enabled():
+            return coef * xtb / den
+        return coef.mul_(xtb).div_(den)
+
+    def _bases_step(self, x, bases, coef):
+        """B * (X C) / (B C^T C + eps)."""
+        den = torch.bmm(bases, torch.bmm(coef.transpose(1, 2), coef)).add_(self.eps)
+        if torch.is_grad_enabled():
+            return bases * torch.bmm(x, coef) / den
+        return bases.mul_(torch.bmm(x, coef)).div_(den)
 
     def iterate(self, x, bases, steps):
         xt = x.transpose(1, 2)
@@ -136,8 +225,7 @@ class NMF(MatrixDecomposition):
             if k:
                 xtb = torch.bmm(xt, bases)
             coef = self._coef_step(xtb, bases, coef)
-            xc = torch.bmm(x, coef)                 # (B, D, R)
-            bases = bases * xc / (torch.bmm(bases, torch.bmm(coef.transpose(1, 2), coef)) + self.eps)
+            bases = self._bases_step(x, bases, coef)
         return bases, coef
 
     def final_coef(self, x, bases, coef):
@@ -246,4 +334,4 @@ class Hamburger(nn.Module):
         z = self.upper_bread(z)
         if self.norm is not None:
             z = self.norm(z, *norm_args)
-        return x + self.sigma * z
+        return torch.addcmul(x, self.sigma, z)  # x + sigma * z in one pass

@@ -8,8 +8,14 @@ import sys
 
 # name -> (module in hamgan.cli, one-line help)
 COMMANDS = {
+    "train": ("train", "train a GAN (or resume one; --dry-run to check a config)"),
     "demo": ("demo", "the built-in demonstration (the README's main job)"),
     "config": ("config_cmd", "print every config key with its default and meaning, or a resolved config"),
+    "describe": ("describe", "print G and D of a config per resolution, with parameter counts"),
+    "prepare": ("prepare", "ImageFolder (or flat folder + label file) -> memory-mapped uint8 store"),
+    "fid-stats": ("fid_stats", "reference FID statistics of a store or image folder (streamed, float64)"),
+    "eval": ("evaluate", "FID, IS, KID, precision/recall of a checkpoint or an image folder"),
+    "sample": ("sample", "images from a checkpoint: grids, class sheets, interpolations, truncation, dumps, ham maps"),
 }
 
 
@@ -29,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(f".{module_name}", __name__)
             module.add_arguments(p)
             p.set_defaults(_run=module.run)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may stand anywhere among the options
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args._run(args) or 0
     except HamganError as e:

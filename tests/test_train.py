@@ -1,0 +1,286 @@
+"""The training loop: losses, optimisation, EMA, exact resume, DDP, accumulation, divergence,
+damaged checkpoints, dry run. Tiny networks (32 px, width 4) on the procedural shapes."""
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from hamgan.checkpoint import list_snapshots, load_checkpoint
+from hamgan.config import load_config
+from hamgan.ema import EMA
+from hamgan.losses import d_hinge, g_hinge
+from hamgan.train import Trainer, TrainingDiverged, train
+
+from ._dist import free_port
+
+TINY = ["model.resolution=32", "model.n_classes=3", "model.G.ch=4", "model.D.ch=4",
+        "model.G.context=[{at=16, block='ham', rank=4, steps=2}]",
+        "model.D.context=[{at=16, block='ham', rank=4, steps=2}]",
+        "data.shapes_classes=3", "data.shapes_size=48", "data.workers=0",
+        "train.batch_size=4", "train.steps=2", "train.log_every=1", "train.sample_every=0",
+        "train.snapshot_every=0", "train.eval_every=0", "train.ema_start=1", "train.ema_decay=0.9"]
+
+
+def tiny(*overrides):
+    return load_config(None, TINY + list(overrides))
+
+
+def assert_same_state(a, b, exact=True, what=""):
+    """Nested dicts/lists of tensors and numbers are equal (bit for bit, or to float tolerance)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), what
+        for k in a:
+            assert_same_state(a[k], b[k], exact, f"{what}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, exact, f"{what}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        if exact:
+            assert torch.equal(a, b), what
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=what)
+    else:
+        assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), what
+
+
+TRAINED = ("G", "D", "G_ema", "opt_G", "opt_D")
+
+# Comparing runs whose gradients agree only to float reduction order needs an optimizer that does
+# not amplify that noise: Adam divides each gradient by its own magnitude, so the (theoretically
+# zero) gradients of conv biases before batch norm turn into full-size random steps. A large eps
+# makes Adam's update ~ lr * grad there; the larger lr keeps the steps clearly visible.
+LINEAR_ADAM = ["train.eps_g=1.0", "train.eps_d=1.0", "train.lr_g=0.05", "train.lr_d=0.05"]
+
+
+def assert_moved(state, cfg, at_least=1e-3):
+    """The weights really changed from their initial values (so equality is no accident)."""
+    from hamgan.models import build_discriminator, build_generator
+    from hamgan.rng import seed_everything
+    seed_everything(cfg.train.seed)
+    init = {"G": build_generator(cfg.model).state_dict(), "D": build_discriminator(cfg.model).state_dict()}
+    for net in ("G", "D"):
+        moved = max((state[net][k] - v).abs().max().item() for k, v in init[net].items() if v.is_floating_point())
+        assert moved > at_least, net
+
+
+# --------------------------------------------------------------------------- losses and EMA
+
+
+def test_hinge_values_on_hand_made_scores():
+    real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-2.0, 0.0, 1.5])
+    loss_real, loss_fake = d_hinge(real, fake)
+    assert loss_real.item() == pytest.approx((0 + 0.5 + 2.0) / 3)   # relu(1 - x)
+    assert loss_fake.item() == pytest.approx((0 + 1.0 + 2.5) / 3)   # relu(1 + x)
+    assert g_hinge(fake).item() == pytest.approx(-(-2.0 + 0.0 + 1.5) / 3)
+
+
+def test_ema_follows_its_formula_and_copies_before_start():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = EMA(model, decay=0.9, start=2)
+    history = []
+    for step in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.randn(5, 3))                                     # moves BN running statistics
+        history.append([p.detach().clone() for p in model.parameters()])
+        ema.update(model, step)
+    expect = history[1]                                              # steps 0, 1 < start: copies
+    for step in (2, 3):
+        expect = [0.9 * e + 0.1 * p for e, p in zip(expect, history[step])]
+    for e, s in zip(expect, ema.shadow.parameters()):
+        torch.testing.assert_close(s, e)
+    assert torch.equal(ema.shadow[1].running_mean, model[1].running_mean)   # buffers carried over
+    assert not ema.shadow.training and not any(p.requires_grad for p in ema.shadow.parameters())
+
+
+# --------------------------------------------------------------------------- the loop optimises
+
+
+def test_discriminator_steps_reduce_its_loss_on_a_fixed_batch():
+    cfg = tiny()
+    trainer = Trainer(cfg, None, torch.device("cpu"), progress=False)
+    images, labels = torch.stack([trainer.dataset[i][0] for i in range(4)]), torch.tensor([0, 1, 2, 0])
+
+    class SameBatch:
+        def __next__(self):
+            return images, labels
+
+    # the step counter stays at 0, so every D step sees the same latents, bases and real batch
+    losses = [trainer._d_step(0, SameBatch())[:2].sum().item() for _ in range(8)]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-m", "hamgan", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return r
+
+
+def test_resume_in_a_fresh_process_is_bit_identical(tmp_path):
+    common = ["train", "--out", str(tmp_path), "--no-progress", *TINY, "train.steps=6", "train.accum=2"]
+    straight = run_cli(*common, "--name", "straight", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    first = run_cli(*common, "--name", "split", "train.steps=3", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = run_cli("train", "--out", str(tmp_path), "--name", "split", "--resume", "auto", "--no-progress",
+                     "train.steps=6", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "resumed from" in second.stdout + second.stderr
+    a = load_checkpoint(list_snapshots(tmp_path / "straight" / "checkpoints")[-1])
+    b = load_checkpoint(list_snapshots(tmp_path / "split" / "checkpoints")[-1])
+    assert a["step"] == b["step"] == 6
+    for key in TRAINED + ("scaler_G", "scaler_D", "data"):
+        assert_same_state(a[key], b[key], exact=True, what=key)
+
+
+# --------------------------------------------------------------------------- the split of the global batch
+
+
+def _ddp_worker(rank, world, port, out, overrides):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    train(tiny(*overrides), out=out, name="ddp", progress=False, device="cpu")
+
+
+def test_ddp_on_two_processes_equals_one_process_with_the_whole_batch(tmp_path):
+    overrides = ["train.batch_size=6", "train.steps=2", *LINEAR_ADAM]
+    mp.start_processes(_ddp_worker, args=(2, free_port(), str(tmp_path), overrides), nprocs=2,
+                       start_method="spawn")
+    train(tiny(*overrides), out=tmp_path, name="single", progress=False, device="cpu")
+    ddp = load_checkpoint(list_snapshots(tmp_path / "ddp" / "checkpoints")[-1])
+    single = load_checkpoint(list_snapshots(tmp_path / "single" / "checkpoints")[-1])
+    for key in TRAINED:
+        assert_same_state(ddp[key], single[key], exact=False, what=key)
+    assert_moved(single, tiny(*overrides))
+
+
+def test_accumulation_equals_one_big_batch(tmp_path, monkeypatch):
+    """2 rounds x 3 images == 1 x 6, given fixed batch-norm statistics: under accumulation G's BN
+    statistics are those of each micro-batch (as in BigGAN-PyTorch); everything else (latents,
+    bases, data, loss scaling, gradient sums) must match exactly."""
+    import torch.nn.functional as F
+    from hamgan import layers
+
+    def fixed_stats(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, None, None, False, 0.0, self.eps)
+
+    monkeypatch.setattr(layers.BatchNorm2d, "normalise", fixed_stats)
+    train(tiny("train.batch_size=6", "train.accum=2", *LINEAR_ADAM), out=tmp_path, name="accum", progress=False)
+    train(tiny("train.batch_size=6", *LINEAR_ADAM), out=tmp_path, name="whole", progress=False)
+    a = load_checkpoint(list_snapshots(tmp_path / "accum" / "checkpoints")[-1])
+    b = load_checkpoint(list_snapshots(tmp_path / "whole" / "checkpoints")[-1])
+    for key in TRAINED:
+        assert_same_state(a[key], b[key], exact=False, what=key)
+    assert_moved(b, tiny(*LINEAR_ADAM))
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_nan_stops_the_run_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny("train.steps=6", "train.snapshot_every=2", "train.log_every=1")
+    real_g_step = Trainer._g_step
+
+    def poisoned(self):
+        if self.step == 3:                                        # the 4th step's G update
+            with torch.no_grad():
+                next(self.G.parameters()).fill_(float("nan"))
+        return real_g_step(self)
+
+    monkeypatch.setattr(Trainer, "_g_step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"non-finite at step \d") as err:
+        train(cfg, out=tmp_path, name="nan", progress=False)
+    snaps = list_snapshots(tmp_path / "nan" / "checkpoints")
+    assert [p.name for p in snaps] == ["ckpt-000000002.pt"]
+    assert str(snaps[-1]) in str(err.value)
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(snaps[-1])["G"].values()
+               if v.is_floating_point())
+
+
+def test_truncated_checkpoint_is_skipped_by_resume_auto(tmp_path, capsys):
+    train(tiny("train.steps=4", "train.snapshot_every=2"), out=tmp_path, name="run", progress=False)
+    snaps = list_snapshots(tmp_path / "run" / "checkpoints")
+    assert [p.name for p in snaps] == ["ckpt-000000002.pt", "ckpt-000000004.pt"]
+    snaps[-1].write_bytes(snaps[-1].read_bytes()[:5000])              # killed mid-copy
+    train(tiny("train.steps=5", "train.snapshot_every=2"), out=tmp_path, name="run", resume="auto",
+          progress=False)
+    out = capsys.readouterr()
+    assert "ckpt-000000004.pt is damaged" in out.out + out.err
+    assert "resumed from" in out.out + out.err and "ckpt-000000002.pt" in out.out + out.err
+    assert load_checkpoint(list_snapshots(tmp_path / "run" / "checkpoints")[-1])["step"] == 5
+
+
+def test_resuming_with_a_different_network_is_refused(tmp_path):
+    from hamgan.checkpoint import CheckpointError
+    train(tiny(), out=tmp_path, name="run", progress=False)
+    with pytest.raises(CheckpointError, match=r"model.G.ch: checkpoint 4, now 8"):
+        train(tiny("model.G.ch=8", "train.steps=3"), out=tmp_path, name="run", resume="auto", progress=False)
+
+
+def test_run_directory_holds_config_logs_samples_and_checkpoints(tmp_path):
+    run = train(tiny("train.sample_every=1", "train.snapshot_every=1", "train.keep_last=1"), out=tmp_path,
+                progress=False)
+    assert run.name == "00000-hamgan"
+    assert load_config(run / "config.toml") == tiny("train.sample_every=1", "train.snapshot_every=1",
+                                                    "train.keep_last=1")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and '"loss/G"' in lines[0] and '"sigma/G.' in lines[0]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "grid-000000000.png", "grid-000000001.png", "grid-000000002.png"]
+    assert [p.name for p in list_snapshots(run / "checkpoints")] == ["ckpt-000000002.pt"]   # keep_last = 1
+    assert any((run / "tensorboard").iterdir()) and (run / "log.txt").read_text()
+    assert train(tiny(), out=tmp_path, progress=False).name == "00001-hamgan"
+
+
+def test_dry_run_of_the_hamgan_baby_preset_at_batch_2():
+    root = Path(__file__).resolve().parents[1]
+    r = run_cli("train", "--config", str(root / "configs" / "hamgan_baby.toml"), "--dry-run",
+                "train.batch_size=2", "model.n_classes=10", "data.shapes_classes=10", "data.shapes_size=8",
+                "data.source=shapes", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "seconds_per_step:" in r.stdout and "G_parameters:" in r.stdout
+
+
+# --------------------------------------------------------------------------- evaluation in training
+
+
+def test_without_inception_weights_the_run_continues_and_says_why_once(tmp_path):
+    run = train(tiny("train.steps=3", "train.eval_every=1", "eval.num_samples=4", "eval.batch_size=4",
+                     f"eval.inception_weights='{tmp_path / 'missing.pth'}'"), out=tmp_path, progress=False)
+    log = (run / "log.txt").read_text()
+    assert log.count("FID/IS skipped") == 1 and "missing.pth" in log
+    assert load_checkpoint(list_snapshots(run / "checkpoints")[-1])["step"] == 3
+
+
+def test_fid_in_training_is_logged_and_the_best_checkpoint_kept(tmp_path):
+    """Seeded random Inception weights stand in for the real ones (same code path)."""
+    import json
+    from hamgan.data import ShapesDataset
+    from hamgan.metrics.evaluate import evaluate_images
+    from hamgan.metrics.inception import write_random_weights
+
+    weights = write_random_weights(tmp_path / "inception.pth")
+    stats, _ = evaluate_images(ShapesDataset(32, n_classes=3, size=8), batch_size=8, inception=str(weights),
+                               keep_features=0, progress=False)
+    stats.save(tmp_path / "ref.npz")
+    run = train(tiny("train.steps=4", "train.eval_every=1", "train.keep_last=1", "eval.num_samples=4",
+                     "eval.batch_size=4", f"eval.stats='{tmp_path / 'ref.npz'}'",
+                     f"eval.inception_weights='{weights}'"), out=tmp_path, progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    fids = {r["step"]: r["eval/fid"] for r in rows if "eval/fid" in r}
+    assert sorted(fids) == [1, 2, 3, 4] and all(v > 0 for v in fids.values())
+    best = min(fids, key=fids.get)
+    kept = [p.name for p in list_snapshots(run / "checkpoints")]
+    assert f"ckpt-{best:09d}.pt" in kept and "ckpt-000000004.pt" in kept and len(kept) <= 2
+    assert load_checkpoint(list_snapshots(run / "checkpoints")[-1])["best_step"] == best
