@@ -162,24 +162,30 @@ class MatrixDecomposition(nn.Module):
 
     # -- shared driver
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def factorize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, D, N) -> float32 bases (B, D, R) and coefficients (B, N, R), x ~ bases @ coef^T,
+        differentiable as `grad` says."""
         if x.dim() != 3 or x.shape[1] != self.dim:
             raise ValueError(f"expected x of shape (B, {self.dim}, N), got {tuple(x.shape)}")
         steps = self.steps if self.training else self.eval_steps
         grad_on = torch.is_grad_enabled()
         with torch.autocast(x.device.type, enabled=False):
-            out_dtype = x.dtype
             x = self.prepare(x.float())
             with torch.set_grad_enabled(grad_on and self.grad == "bptt"):
                 bases, coef = self.iterate(x, self.initial_bases(x), steps)
             with torch.set_grad_enabled(grad_on and self.grad != "none"):
                 coef = self.final_coef(x, bases, coef)
-                out = torch.bmm(bases, coef.transpose(1, 2))
             if self.bases_init == "online" and self.training:
                 self._online_update(bases.detach())
             if self.record:
                 self.last = {"x": x.detach(), "bases": bases.detach(), "coef": coef.detach()}
-        return out.to(out_dtype)
+        return bases, coef
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, D, N) -> its low-rank reconstruction (B, D, N) in x's dtype."""
+        bases, coef = self.factorize(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return torch.bmm(bases, coef.transpose(1, 2)).to(x.dtype)
 
     @torch.no_grad()
     def _online_update(self, bases: torch.Tensor) -> None:
@@ -299,7 +305,8 @@ class Hamburger(nn.Module):
 
     x: (B, C, H, W) -> (B, C, H, W). The lower bread is a 1x1 spectral-norm conv C -> S*D
     (no bias); the ham decomposes each of the S groups as a (D, H*W) matrix; the upper
-    bread is a 1x1 spectral-norm conv S*D -> C (no bias). `norm` is a module applied to the
+    bread is a 1x1 spectral-norm conv S*D -> C (no bias), applied to the factors of the
+    reconstruction rather than to the reconstruction itself (the same result, cheaper). `norm` is a module applied to the
     upper bread's output as ``norm(h, *norm_args)``: G passes class-conditional BN and its
     labels/conditioning through `forward(x, *norm_args)`. sigma starts at 0, so a fresh
     block is the identity.
@@ -328,10 +335,17 @@ class Hamburger(nn.Module):
         self.sigma = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor, *norm_args) -> torch.Tensor:
-        b, _, h, w = x.shape
-        z = self.lower_bread(x)
-        z = self.ham(z.reshape(b * self.groups, self.dim, h * w)).reshape(b, self.groups * self.dim, h, w)
-        z = self.upper_bread(z)
+        b, c, h, w = x.shape
+        s, d = self.groups, self.dim
+        z = self.lower_bread(x).reshape(b * s, d, h * w)
+        bases, coef = self.ham.factorize(z)                       # (B*S, D, R), (B*S, N, R)
+        # The upper bread is linear and its input low-rank: W (B C^T) = (W B) C^T costs C*R*(D + N)
+        # per sample instead of D*N*(R + C) for the reconstruction and the 1x1 conv on it.
+        weight = self.upper_bread.weight.view(c, s, d)          # spectrally normalised
+        r = bases.shape[-1]
+        wb = torch.einsum("csd,bsdr->bcsr", weight, bases.view(b, s, d, r).to(weight.dtype)).reshape(b, c, s * r)
+        coef = coef.view(b, s, h * w, r).transpose(1, 2).reshape(b, h * w, s * r).to(weight.dtype)
+        z = torch.bmm(wb, coef.transpose(1, 2)).view(b, c, h, w)
         if self.norm is not None:
             z = self.norm(z, *norm_args)
         return torch.addcmul(x, self.sigma, z)  # x + sigma * z in one pass

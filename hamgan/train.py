@@ -101,11 +101,11 @@ class Trainer:
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=tuple(t.betas_d), eps=t.eps_d)
         self.scaler_G = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
         self.scaler_D = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
-        self.G_train, self.D_train = self._wrap(self.G), self._wrap(self.D)
-        # the G forward of a D step needs no gradients, the D forward of a G step no weight gradients:
-        # both use the bare (compiled) modules, which skips DDP's gradient bookkeeping
+        # the G forward of a D step needs no gradients, the D forward of a G step no weight
+        # gradients: both use the plain (compiled) modules, which skips DDP's bookkeeping
         self.G_plain = torch.compile(self.G) if t.compile else self.G
         self.D_plain = torch.compile(self.D) if t.compile else self.D
+        self.G_train, self.D_train = self._ddp(self.G_plain), self._ddp(self.D_plain)
 
         self.dataset = dataset if dataset is not None else open_dataset(
             cfg.data.source, cfg.model.resolution, resize=cfg.data.resize,
@@ -120,15 +120,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up helpers
 
-    def _wrap(self, module: nn.Module) -> nn.Module:
-        if self.cfg.train.compile:
-            module = torch.compile(module)
-        if self.world > 1:
-            # buffers (spectral-norm vectors, cross-replica BN statistics) are identical on every
-            # process by construction, so DDP need not broadcast them each forward
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            module = nn.parallel.DistributedDataParallel(module, device_ids=ids, **_NO_BUFFER_SYNC)
-        return module
+    def _ddp(self, module: nn.Module) -> nn.Module:
+        if self.world == 1:
+            return module
+        # buffers (spectral-norm vectors, cross-replica BN statistics) are identical on every
+        # process by construction, so DDP need not broadcast them each forward
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids, **_NO_BUFFER_SYNC)
 
     def _autocast(self):
         amp = self.cfg.train.amp

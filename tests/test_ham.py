@@ -177,16 +177,43 @@ def test_every_ham_gives_gradient_and_grads_are_finite(ham):
 
 
 def test_hamburger_groups_split_channels_contiguously():
+    from hamgan.ham import record_factors
+
     block = Hamburger(16, groups=2, dim=6, rank=3).eval()  # eval: no power iteration between the two calls
-    seen = {}
-    block.ham.register_forward_hook(lambda m, inp, out: seen.update(inp=inp[0]))
     x = torch.randn(3, 16, 4, 5)
-    y = block(x)
+    with record_factors(block):
+        y = block(x)
+        seen = block.ham.last["x"]                    # the decomposed matrices (after NMF's ReLU)
     assert y.shape == x.shape
-    z = block.lower_bread(x)                          # (3, 12, 4, 5): group 0 = channels 0..5
-    assert seen["inp"].shape == (6, 6, 20)
-    torch.testing.assert_close(seen["inp"][1], z[0, 6:].reshape(6, 20))
-    torch.testing.assert_close(seen["inp"][2], z[1, :6].reshape(6, 20))
+    z = F.relu(block.lower_bread(x))                  # (3, 12, 4, 5): group 0 = channels 0..5
+    assert seen.shape == (6, 6, 20)
+    torch.testing.assert_close(seen[1], z[0, 6:].reshape(6, 20))
+    torch.testing.assert_close(seen[2], z[1, :6].reshape(6, 20))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_hamburger_equals_lower_bread_ham_upper_bread(groups):
+    """The block applies the upper bread to the factors (W B) C^T: the same as the 1x1 conv on
+    the reconstruction B C^T, in value and in every gradient."""
+    block = Hamburger(16, groups=groups, dim=6, rank=3).eval()
+    with torch.no_grad():
+        block.sigma.fill_(0.7)
+    x = torch.randn(2, 16, 5, 3, requires_grad=True)
+    weight = torch.randn(2, 16, 5, 3)
+    (seeded(block, x) * weight).sum().backward()
+    got = [t.grad.clone() for t in (x, block.sigma, *block.lower_bread.parameters(), *block.upper_bread.parameters())]
+
+    for t in (x, block.sigma, *block.lower_bread.parameters(), *block.upper_bread.parameters()):
+        t.grad = None
+    z = block.lower_bread(x).reshape(2 * groups, 6, 15)
+    torch.manual_seed(0)
+    recon = block.ham(z).reshape(2, groups * 6, 5, 3)
+    ref = x + block.sigma * block.upper_bread(recon)
+    (ref * weight).sum().backward()
+    want = [t.grad for t in (x, block.sigma, *block.lower_bread.parameters(), *block.upper_bread.parameters())]
+    torch.testing.assert_close(seeded(block, x), ref)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
 
 
 @pytest.mark.parametrize("shape", [(1, 16, 4, 4), (2, 16, 6, 10), (1, 16, 1, 7)])

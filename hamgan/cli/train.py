@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -36,4 +37,5 @@ def run(args):
         return
     run_dir = train(cfg, out=args.out, name=args.name, resume=args.resume, progress=not args.no_progress,
                     device=args.device)
-    print(f"run directory: {run_dir}")
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"run directory: {run_dir}")
