@@ -1,8 +1,6 @@
 """Cross-replica batch norm on 2 CPU processes (gloo) equals single-process BN on the whole batch:
 outputs, input gradients, weight gradients and running statistics; for one BN layer and for a
 whole (tiny) generator whose every BN is cross-replica."""
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -12,14 +10,10 @@ from hamgan.config import load_config
 from hamgan.layers import BatchNorm2d
 from hamgan.models import build_generator
 
+from ._dist import free_port
+
 WORLD = 2
 BATCH = 6          # global batch; 3 per rank
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_bn():

@@ -8,15 +8,6 @@ from hamgan.layers import (BatchNorm2d, ClassTableBN, DBlock, GBlock, LinearCBN,
                            refresh_spectral_norm, sn_conv2d, sn_embedding, sn_linear, spectral_norms)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second thread only adds contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def top_singular_value(module) -> float:
     w = module.weight.detach()
     return torch.linalg.matrix_norm(w.flatten(1), ord=2).item()

@@ -18,15 +18,6 @@ from hamgan.models import (Discriminator, Generator, build_discriminator, build_
 CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("configs/*.toml"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: a second thread only adds contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def model_cfg(*overrides, resolution=32, ch=8, n_classes=5):
     """Default networks (Hamburgers after the 32x32 blocks) at a small width; a 32 px D has no
     32x32 block, so its Hamburger goes after the 16x16 one unless `overrides` say otherwise."""

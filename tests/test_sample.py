@@ -37,16 +37,6 @@ def sheet_size(rows, cols, res=RES):
     return cols * (res + PAD) + PAD, rows * (res + PAD) + PAD
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # two cores shared with other jobs: OpenMP threads waiting on each other make these tiny
-    # networks ~20x slower than one thread
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     root = tmp_path_factory.mktemp("sample")
