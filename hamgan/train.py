@@ -21,15 +21,17 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import distributed as dist
-from .checkpoint import (CheckpointError, latest_good_snapshot, load_checkpoint, load_state, prune_snapshots,
-                         save_checkpoint, snapshot_path)
+from .checkpoint import (CheckpointError, latest_good_snapshot, list_snapshots, load_checkpoint, load_state,
+                         prune_snapshots, save_checkpoint, snapshot_path)
 from .config import Config, from_dict, save_config, to_dict
+from .data import build_loader, open_dataset
 from .ema import EMA
 from .errors import HamganError
 from .ham import Hamburger, batch_rows
 from .images import save_grid, to_float, to_uint8
 from .layers import power_iteration_paused
 from .losses import d_hinge, g_hinge
+from .models import build_discriminator, build_generator
 from .monitor import RunMonitor
 from .rng import derive_seed, get_rng_state, seed_everything, set_rng_state
 
@@ -79,15 +81,19 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path | None, device: torch.device, dataset=None,
                  progress: bool = True):
-        from .data import build_loader, open_dataset
-        from .models import build_discriminator, build_generator
-
         self.cfg, self.run_dir, self.device = cfg, run_dir, device
         t = cfg.train
         self.rank, self.world = dist.rank(), dist.world_size()
         self.split = Split(t.batch_size, self.world, t.accum, self.rank)
         if t.amp == "fp16" and device.type != "cuda":
             raise HamganError("train.amp = 'fp16' needs CUDA; use 'bf16' on the CPU")
+        self.dataset = dataset if dataset is not None else open_dataset(   # bad data fails before anything is built
+            cfg.data.source, cfg.model.resolution, resize=cfg.data.resize,
+            n_classes=cfg.data.shapes_classes, size=cfg.data.shapes_size, seed=t.seed)
+        if cfg.model.n_classes and len(self.dataset.class_names) != cfg.model.n_classes:
+            n = len(self.dataset.class_names)
+            raise HamganError(f"the data has {n} classes but model.n_classes = {cfg.model.n_classes}: set "
+                              f"model.n_classes={n}, or train on data with {cfg.model.n_classes} classes")
         self.monitor = RunMonitor(run_dir, enabled=dist.is_main())
         self.progress = progress and dist.is_main()
 
@@ -107,13 +113,6 @@ class Trainer:
         self.D_plain = torch.compile(self.D) if t.compile else self.D
         self.G_train, self.D_train = self._ddp(self.G_plain), self._ddp(self.D_plain)
 
-        self.dataset = dataset if dataset is not None else open_dataset(
-            cfg.data.source, cfg.model.resolution, resize=cfg.data.resize,
-            n_classes=cfg.data.shapes_classes, size=cfg.data.shapes_size, seed=t.seed)
-        if cfg.model.n_classes and len(self.dataset.class_names) != cfg.model.n_classes:
-            raise HamganError(f"the data has {len(self.dataset.class_names)} classes but model.n_classes = "
-                              f"{cfg.model.n_classes}")
-        self._build_loader = build_loader
         self.step, self.best_fid, self.best_step = 0, math.inf, -1
         self._pending: list[tuple[int, torch.Tensor]] = []   # per-step loss values, read at log time
         self._fid_unavailable: str | None = None
@@ -292,7 +291,6 @@ class Trainer:
     def _diverged_message(self, what: str) -> str:
         last = None
         if self.run_dir is not None:
-            from .checkpoint import list_snapshots
             snaps = list_snapshots(self.run_dir / "checkpoints")
             last = snaps[-1] if snaps else None
         where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
@@ -367,20 +365,24 @@ class Trainer:
 
     def fit(self) -> None:
         t = self.cfg.train
-        loader = self._build_loader(self.dataset, self.split.per, seed=t.seed, rank=self.rank, world=self.world,
-                                    accum=self.split.rounds,
-                                    start=self.batches_consumed, flip=self.cfg.data.flip,
+        loader = build_loader(self.dataset, self.split.per, seed=t.seed, rank=self.rank, world=self.world,
+                                    accum=self.split.rounds, start=self.batches_consumed, flip=self.cfg.data.flip,
                                     workers=self.cfg.data.workers)
         if self.run_dir is not None and self.step == 0:
             self.sample_grid()
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
         tick, tick_step = time.perf_counter(), self.step
+
+        def due(every: int) -> bool:
+            return every > 0 and self.step % every == 0
+
         try:
             while self.step < t.steps:
-                self._pending.append((self.step, self.train_step(loader)))
+                values = self.train_step(loader)
+                if t.log_every:
+                    self._pending.append((self.step, values))
                 bar.update(1)
-                due = lambda every: every > 0 and self.step % every == 0  # noqa: E731
-                if due(t.log_every) or self.step == t.steps:
+                if (due(t.log_every) or self.step == t.steps) and self._pending:
                     now = time.perf_counter()
                     s = self._log((now - tick) / max(self.step - tick_step, 1))
                     tick, tick_step = now, self.step
@@ -488,9 +490,8 @@ def dry_run(cfg: Config, dataset=None, device: str | None = None) -> dict:
     env = dist.setup(device)
     try:
         trainer = Trainer(cfg, None, env.device, dataset=dataset, progress=False)
-        loader = trainer._build_loader(trainer.dataset, trainer.split.per, seed=cfg.train.seed, rank=trainer.rank,
-                                       world=trainer.world, accum=trainer.split.rounds, start=0, flip=cfg.data.flip,
-                                       workers=0)
+        loader = build_loader(trainer.dataset, trainer.split.per, seed=cfg.train.seed, rank=trainer.rank,
+                              world=trainer.world, accum=trainer.split.rounds, flip=cfg.data.flip, workers=0)
         trainer.train_step(loader)
         if env.device.type == "cuda":
             torch.cuda.synchronize()

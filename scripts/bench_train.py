@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hamgan.config import load_config  # noqa: E402
+from hamgan.data import build_loader  # noqa: E402
 from hamgan.ham import Hamburger  # noqa: E402
 from hamgan.train import Trainer  # noqa: E402
 
@@ -104,7 +105,7 @@ def run_variant(args, overrides, device):
                                     "data.workers=0", *args.overrides, *overrides])
     data = RandomImages(max(64, 4 * args.batch), cfg.model.resolution, max(cfg.model.n_classes, 1))
     trainer = Trainer(cfg, None, device, dataset=data, progress=False)
-    loader = trainer._build_loader(data, trainer.split.per, seed=0, accum=trainer.split.rounds, workers=0)
+    loader = build_loader(data, trainer.split.per, seed=0, accum=trainer.split.rounds, workers=0)
     for _ in range(args.warmup):
         trainer.train_step(loader)
 

@@ -49,3 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hamgan {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def resolve_device(arg: str | None):
+    """--device value ('auto' or None: CUDA when available, else the CPU) -> torch.device."""
+    import torch
+
+    from ..errors import HamganError
+    if arg in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(arg)
+    except RuntimeError:
+        raise HamganError(f"--device: unknown device {arg!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HamganError("--device cuda: CUDA is not available on this machine")
+    return device

@@ -10,6 +10,8 @@ import time
 import warnings
 from pathlib import Path
 
+from . import resolve_device
+
 PROTOCOLS = {"paper": 50_176, "studiogan": 50_000}
 DEFAULT_NUM = 50_000
 
@@ -67,10 +69,9 @@ def run(args):
     from ..metrics.evaluate import evaluate_generator, evaluate_images
     from ..metrics.fid import FIDStats
     from ..metrics.inception import get_extractor
-    from .fid_stats import device_of
 
     num = _num_samples(args)
-    device = device_of(args.device)
+    device = resolve_device(args.device)
     reference = FIDStats.load(args.stats) if args.stats else None
     extractor = get_extractor(device, args.inception_weights)
     extras = not args.no_extras

@@ -4,6 +4,8 @@ import sys
 import time
 import warnings
 
+from . import resolve_device
+
 
 def add_arguments(p):
     p.add_argument("--data", required=True, help="a prepared store (`hamgan prepare`), an image folder (any "
@@ -28,11 +30,6 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def device_of(arg: str) -> str:
-    import torch
-    return ("cuda" if torch.cuda.is_available() else "cpu") if arg == "auto" else arg
-
-
 def run(args):
     from .. import __version__
     from ..metrics.evaluate import evaluate_images
@@ -43,7 +40,7 @@ def run(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the < 2048 note is printed below instead
         stats, result = evaluate_images(dataset, batch_size=args.batch, num=args.num, keep_features=args.keep_features,
-                                        device=device_of(args.device), inception=args.inception_weights,
+                                        device=resolve_device(args.device), inception=args.inception_weights,
                                         workers=args.workers, seed=args.seed, progress=not args.no_progress,
                                         desc="fid-stats")
     stats.provenance.update(source, hamgan=__version__, subset_seed=args.seed if args.num else None)

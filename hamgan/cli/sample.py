@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from . import resolve_device
+
 MODES = ("grid", "class-sheet", "interpolation", "truncation", "dump", "ham-maps")
 # --num means: images (grid, dump), columns (class-sheet), strips (interpolation), rows (truncation, ham-maps)
 DEFAULT_NUM = {"grid": 64, "class-sheet": 8, "interpolation": 4, "truncation": 4, "dump": 1000, "ham-maps": 4}
@@ -51,20 +53,6 @@ def _levels(text: str) -> list[float]:
     return levels
 
 
-def _device(arg: str):
-    import torch
-
-    from ..errors import HamganError
-    from .fid_stats import device_of
-    try:
-        device = torch.device(device_of(arg))
-    except RuntimeError:
-        raise HamganError(f"--device: unknown device {arg!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HamganError("--device cuda: CUDA is not available on this machine")
-    return device
-
-
 def run(args):
     from .. import sample as S
     from ..checkpoint import CheckpointError, load_generator, load_state
@@ -78,7 +66,7 @@ def run(args):
     if args.truncation is not None and not args.truncation > 0:
         raise HamganError(f"--truncation must be > 0, got {args.truncation}")
     levels = _levels(args.truncation_levels) if args.mode == "truncation" else None
-    device = _device(args.device)
+    device = resolve_device(args.device)
     precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
 
     G, cfg, payload = load_generator(args.ckpt, use_ema=not args.no_ema, device=device)
