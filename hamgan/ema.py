@@ -27,13 +27,12 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Call after the optimizer step that made `step` (0-based) of `model`."""
-        params = [(s, p) for s, p in zip(self.shadow.parameters(), model.parameters())]
+        shadow, params = list(self.shadow.parameters()), [p.detach() for p in model.parameters()]
         if step < self.start:
-            torch._foreach_copy_([s for s, _ in params], [p.detach() for _, p in params])
+            torch._foreach_copy_(shadow, params)
         else:
-            torch._foreach_lerp_([s for s, _ in params], [p.detach() for _, p in params], 1.0 - self.decay)
-        for s, b in zip(self.shadow.buffers(), model.buffers()):
-            s.copy_(b)
+            torch._foreach_lerp_(shadow, params, 1.0 - self.decay)
+        torch._foreach_copy_(list(self.shadow.buffers()), list(model.buffers()))
 
     def state_dict(self) -> dict:
         return self.shadow.state_dict()

@@ -1,6 +1,7 @@
 """Random number generators: derived seeds, and capturing/restoring every RNG state."""
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -41,3 +42,12 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def private_rng():
+    """Inside, torch's CPU and (initialised) CUDA generators may be re-seeded freely: their states
+    are restored on exit, so e.g. an evaluation in the middle of training leaves it untouched."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        yield

@@ -36,7 +36,7 @@ from .errors import HamganError
 from .ham import Hamburger, record_factors, shared_bases
 from .images import save_grid, save_png, to_float, to_uint8
 from .metrics.evaluate import chunk_seed, sample_latents
-from .rng import derive_seed
+from .rng import derive_seed, private_rng
 
 PRECISIONS = ("fp32", "bf16")
 INTERPOLATIONS = ("linear", "slerp")
@@ -133,10 +133,9 @@ def _device(module: torch.nn.Module) -> torch.device:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
+def _seeded(seed: int):
     """torch seeded with `seed` inside (CPU and CUDA); the caller's RNG state restored after."""
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with private_rng():
         torch.manual_seed(seed)
         yield
 
@@ -180,10 +179,9 @@ def samples(G, num: int, *, classes: Sequence[int] | None = None, truncation: fl
     per sample inside G. With `classes` the labels cycle through them instead (z unchanged)."""
     if num < 1 or batch < 1:
         raise HamganError(f"need num >= 1 and batch >= 1, got {num} and {batch}")
-    device = _device(G)
     for k, lo in enumerate(range(0, num, batch)):
         n = min(batch, num - lo)
-        with _seeded(chunk_seed(seed, k), device):
+        with _seeded(chunk_seed(seed, k)):
             z, y = sample_latents(n, G.z_dim, G.n_classes, truncation)
             if classes and y is not None:
                 y = torch.tensor([classes[i % len(classes)] for i in range(lo, lo + n)])
@@ -196,10 +194,10 @@ def render(G, z: torch.Tensor, y: torch.Tensor | None = None, embedding: torch.T
     """Sheet images: G(z (B, z_dim), y (B,)) or G(z, embedding=e (B, E)) -> float32 (B, 3, H, W)
     in [-1, 1] on the CPU, every sample starting NMF from the same bases (drawn from `seed`),
     so each image depends on its own z and class only."""
-    device, bases_seed, out = _device(G), derive_seed(seed, "bases"), []
+    bases_seed, out = derive_seed(seed, "bases"), []
     for lo in range(0, len(z), batch):
         rows = slice(lo, lo + batch)
-        with _seeded(bases_seed, device), shared_bases():
+        with _seeded(bases_seed), shared_bases():
             out.append(_forward(G, z[rows], None if y is None else y[rows],
                                 None if embedding is None else embedding[rows], precision))
     return torch.cat(out)
@@ -207,7 +205,7 @@ def render(G, z: torch.Tensor, y: torch.Tensor | None = None, embedding: torch.T
 
 def _sheet_latents(G, num: int, truncation: float | None, seed: int) -> torch.Tensor:
     """(num, z_dim) latents of a sheet, from the seed (truncated normal with `truncation`)."""
-    with _seeded(derive_seed(seed, "z"), torch.device("cpu")):
+    with _seeded(derive_seed(seed, "z")):
         return sample_latents(num, G.z_dim, 0, truncation)[0]
 
 
@@ -504,12 +502,11 @@ def ham_maps(G, num: int = 4, *, D=None, classes: Sequence[int] | None = None,
     """What each Hamburger of G (and of D, run on the same images, when given) does on `num`
     samples, drawn as the first batch of `samples` with batch >= num: {"G_<k>_<H>px": Sheet, ...}
     with one row per sample (and group) -- see `_ham_sheet`."""
-    device = _device(G)
     nets = [("G", G)] + ([("D", D)] if D is not None else [])
     if not any(isinstance(m, Hamburger) for _, net in nets for m in net.modules()):
         raise HamganError("this generator has no Hamburger blocks (self-attention or none): nothing to show")
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_seeded(chunk_seed(seed, 0), device))
+        stack.enter_context(_seeded(chunk_seed(seed, 0)))
         recorded = {net_name: stack.enter_context(record_factors(net)) for net_name, net in nets}
         z, y = sample_latents(num, G.z_dim, G.n_classes, truncation)
         if classes and y is not None:

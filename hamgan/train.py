@@ -285,7 +285,8 @@ class Trainer:
                 names = [n for n, v in zip(LOSS_NAMES, vals[i]) if not math.isfinite(v)]
                 raise TrainingDiverged(self._diverged_message(f"{', '.join(names)} became non-finite at step {steps[i]}"))
         for name, net in (("G", self.G), ("D", self.D)):
-            if not all(torch.isfinite(p).all() for p in net.parameters()):
+            # one device synchronisation per network, not one per parameter
+            if not torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all():
                 raise TrainingDiverged(self._diverged_message(f"{name} weights became non-finite by step {self.step}"))
 
     def _diverged_message(self, what: str) -> str:

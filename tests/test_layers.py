@@ -34,7 +34,7 @@ def test_one_power_iteration_in_training_none_in_eval():
     m = sn_linear(8, 5)
     p = spectral_norms(m)[0]
     w = m.parametrizations.weight.original.detach()
-    u0, v0 = p._u.clone(), p._v.clone()
+    v0 = p._v.clone()
     m(torch.randn(2, 8))
     u1 = F.normalize(w @ v0, dim=0, eps=1e-6)          # one step from the previous (u, v)
     torch.testing.assert_close(p._u, u1)

@@ -51,6 +51,10 @@ def assert_same_state(a, b, exact=True, what=""):
 
 TRAINED = ("G", "D", "G_ema", "opt_G", "opt_D")
 
+
+def last_snapshot(run_dir):
+    return load_checkpoint(list_snapshots(run_dir / "checkpoints")[-1])
+
 # Comparing runs whose gradients agree only to float reduction order needs an optimizer that does
 # not amplify that noise: Adam divides each gradient by its own magnitude, so the (theoretically
 # zero) gradients of conv biases before batch norm turn into full-size random steps. A large eps
@@ -136,8 +140,8 @@ def test_resume_in_a_fresh_process_is_bit_identical(tmp_path):
                      "train.steps=6", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "resumed from" in second.stdout + second.stderr
-    a = load_checkpoint(list_snapshots(tmp_path / "straight" / "checkpoints")[-1])
-    b = load_checkpoint(list_snapshots(tmp_path / "split" / "checkpoints")[-1])
+    a = last_snapshot(tmp_path / "straight")
+    b = last_snapshot(tmp_path / "split")
     assert a["step"] == b["step"] == 6
     for key in TRAINED + ("scaler_G", "scaler_D", "data"):
         assert_same_state(a[key], b[key], exact=True, what=key)
@@ -153,16 +157,21 @@ def _ddp_worker(rank, world, port, out, overrides):
     train(tiny(*overrides), out=out, name="ddp", progress=False, device="cpu")
 
 
+def assert_same_training(run_a, run_b, cfg):
+    """Two runs ended with the same networks and optimizer states (to float reduction order),
+    which moved away from their initial values."""
+    a, b = last_snapshot(run_a), last_snapshot(run_b)
+    for key in TRAINED:
+        assert_same_state(a[key], b[key], exact=False, what=key)
+    assert_moved(b, cfg)
+
+
 def test_ddp_on_two_processes_equals_one_process_with_the_whole_batch(tmp_path):
     overrides = ["train.batch_size=6", "train.steps=2", *LINEAR_ADAM]
     mp.start_processes(_ddp_worker, args=(2, free_port(), str(tmp_path), overrides), nprocs=2,
                        start_method="spawn")
     train(tiny(*overrides), out=tmp_path, name="single", progress=False, device="cpu")
-    ddp = load_checkpoint(list_snapshots(tmp_path / "ddp" / "checkpoints")[-1])
-    single = load_checkpoint(list_snapshots(tmp_path / "single" / "checkpoints")[-1])
-    for key in TRAINED:
-        assert_same_state(ddp[key], single[key], exact=False, what=key)
-    assert_moved(single, tiny(*overrides))
+    assert_same_training(tmp_path / "ddp", tmp_path / "single", tiny(*overrides))
 
 
 def test_accumulation_equals_one_big_batch(tmp_path, monkeypatch):
@@ -178,11 +187,7 @@ def test_accumulation_equals_one_big_batch(tmp_path, monkeypatch):
     monkeypatch.setattr(layers.BatchNorm2d, "normalise", fixed_stats)
     train(tiny("train.batch_size=6", "train.accum=2", *LINEAR_ADAM), out=tmp_path, name="accum", progress=False)
     train(tiny("train.batch_size=6", *LINEAR_ADAM), out=tmp_path, name="whole", progress=False)
-    a = load_checkpoint(list_snapshots(tmp_path / "accum" / "checkpoints")[-1])
-    b = load_checkpoint(list_snapshots(tmp_path / "whole" / "checkpoints")[-1])
-    for key in TRAINED:
-        assert_same_state(a[key], b[key], exact=False, what=key)
-    assert_moved(b, tiny(*LINEAR_ADAM))
+    assert_same_training(tmp_path / "accum", tmp_path / "whole", tiny(*LINEAR_ADAM))
 
 
 # --------------------------------------------------------------------------- failures
@@ -218,7 +223,7 @@ def test_truncated_checkpoint_is_skipped_by_resume_auto(tmp_path, capsys):
     out = capsys.readouterr()
     assert "ckpt-000000004.pt is damaged" in out.out + out.err
     assert "resumed from" in out.out + out.err and "ckpt-000000002.pt" in out.out + out.err
-    assert load_checkpoint(list_snapshots(tmp_path / "run" / "checkpoints")[-1])["step"] == 5
+    assert last_snapshot(tmp_path / "run")["step"] == 5
 
 
 def test_resuming_with_a_different_network_is_refused(tmp_path):
@@ -260,7 +265,7 @@ def test_without_inception_weights_the_run_continues_and_says_why_once(tmp_path)
                      f"eval.inception_weights='{tmp_path / 'missing.pth'}'"), out=tmp_path, progress=False)
     log = (run / "log.txt").read_text()
     assert log.count("FID/IS skipped") == 1 and "missing.pth" in log
-    assert load_checkpoint(list_snapshots(run / "checkpoints")[-1])["step"] == 3
+    assert last_snapshot(run)["step"] == 3
 
 
 def test_fid_in_training_is_logged_and_the_best_checkpoint_kept(tmp_path):
@@ -283,4 +288,4 @@ def test_fid_in_training_is_logged_and_the_best_checkpoint_kept(tmp_path):
     best = min(fids, key=fids.get)
     kept = [p.name for p in list_snapshots(run / "checkpoints")]
     assert f"ckpt-{best:09d}.pt" in kept and "ckpt-000000004.pt" in kept and len(kept) <= 2
-    assert load_checkpoint(list_snapshots(run / "checkpoints")[-1])["best_step"] == best
+    assert last_snapshot(run)["best_step"] == best

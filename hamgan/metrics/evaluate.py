@@ -24,6 +24,7 @@ import torch
 from .. import distributed as ddp
 from ..errors import HamganError
 from ..images import to_uint8
+from ..rng import private_rng
 from .fid import MIN_SAMPLES, FeatureStats, FIDStats, frechet_distance
 from .inception import FEATURE_DIM, NUM_LOGITS, InceptionFeatures, get_extractor
 from .inception_score import ISAccumulator
@@ -130,6 +131,17 @@ def _extractor(inception, device) -> InceptionFeatures:
     return get_extractor(device, inception)
 
 
+def _provenance(extractor, image: torch.Tensor, reference: Optional[FIDStats]) -> dict:
+    """What the statistics of images like `image` (..., H, W) will be made with; checked against
+    the reference statistics before any long run."""
+    provenance = extractor.provenance(image.shape[-1])
+    if image.shape[-1] != image.shape[-2]:
+        provenance["image_size"] = f"{image.shape[-2]}x{image.shape[-1]}"
+    if reference is not None:
+        reference.check_compatible(provenance)
+    return provenance
+
+
 def _reference(ref_stats) -> Optional[FIDStats]:
     if ref_stats is None or isinstance(ref_stats, FIDStats):
         return ref_stats
@@ -164,11 +176,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def _broadcast_result(result, error: Optional[str]):
     """Rank 0's result (or its error) to every process; raises there too if rank 0 failed."""
-    if ddp.world_size() > 1:
-        import torch.distributed as dist
-        box = [(result, error)]
-        dist.broadcast_object_list(box, src=0)
-        result, error = box[0]
+    result, error = ddp.broadcast_object((result, error))
     if error is not None:
         raise HamganError(error)
     return result
@@ -196,14 +204,6 @@ def sample_latents(n: int, z_dim: int, n_classes: int, truncation: Optional[floa
         z = torch.nn.init.trunc_normal_(torch.empty(n, z_dim), 0.0, 1.0, -truncation, truncation)
     y = torch.randint(n_classes, (n,)) if n_classes > 0 else None
     return z, y
-
-
-@contextlib.contextmanager
-def _private_rng(device):
-    """Seeding inside leaves the caller's (training's) RNG streams untouched."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        yield
 
 
 def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int, ref_stats=None,
@@ -240,16 +240,12 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
     was_training = G.training
     G.eval()
     try:
-        with torch.no_grad(), _private_rng(device):
+        with torch.no_grad(), private_rng():
             # one sample first: its size completes the provenance, checked before the long run
             torch.manual_seed(chunk_seed(seed, 0))
             z, y = sample_latents(1, z_dim, n_classes, truncation)
             probe = G(z.to(device), None if y is None else y.to(device))
-            provenance = extractor.provenance(probe.shape[-1])
-            if probe.shape[-1] != probe.shape[-2]:
-                provenance["image_size"] = f"{probe.shape[-2]}x{probe.shape[-1]}"
-            if reference is not None:
-                reference.check_compatible(provenance)
+            provenance = _provenance(extractor, probe, reference)
             acc = Accumulator.for_extractor(extractor, provenance, num_samples, device, splits, keep)
             with _progress(mine_total, "eval", progress and rank == 0) as bar:
                 for k in mine:
@@ -328,12 +324,7 @@ def evaluate_images(dataset, *, batch_size: int = 100, num: Optional[int] = None
     keep = np.sort(rng.choice(n, min(keep_features, n), replace=False)) if keep_features > 0 else None
     extractor = _extractor(inception, device)
     reference = _reference(ref_stats)
-    first = dataset[int(indices[0])][0]
-    provenance = extractor.provenance(first.shape[-1])
-    if first.shape[-1] != first.shape[-2]:
-        provenance["image_size"] = f"{first.shape[-2]}x{first.shape[-1]}"
-    if reference is not None:
-        reference.check_compatible(provenance)
+    provenance = _provenance(extractor, dataset[int(indices[0])][0], reference)
     acc = Accumulator.for_extractor(extractor, provenance, n, device, splits,
                                     None if keep is None else torch.from_numpy(keep))
     clock = _Clock(timings, device)
