@@ -234,13 +234,29 @@ def to_dict(obj) -> dict:
 
 
 def _set_dotted(tree: dict, dotted: str, value) -> None:
+    """tree[a][b]... = value for 'a.b...'; a number indexes a list ('model.G.context.0.block'),
+    which is first copied from the defaults when the tree does not set it."""
     keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: '{key}' is not a table")
-    node[keys[-1]] = value
+    node, default = tree, to_dict(Config())
+    for i, key in enumerate(keys):
+        where = ".".join(keys[:i + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"override {dotted}: '{where}' is not an item of a list of {len(node)}")
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: '{'.'.join(keys[:i])}' is not a table or list")
+        if i == len(keys) - 1:
+            node[key] = value
+            return
+        default = default[key] if isinstance(default, (dict, list)) and _has(default, key) else None
+        if isinstance(node, dict) and key not in node:
+            node[key] = copy.deepcopy(default) if isinstance(default, list) else {}
+        node = node[key]
+
+
+def _has(container, key) -> bool:
+    return key in container if isinstance(container, dict) else isinstance(key, int) and key < len(container)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

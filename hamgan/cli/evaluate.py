@@ -1,6 +1,7 @@
 """`hamgan eval`: FID and IS (plus KID and precision/recall, k = 3) of a checkpoint's generator or
-of an image folder, against reference statistics from `hamgan fid-stats`; printed and written
-as JSON.
+of an image folder, against reference statistics from `hamgan fid-stats`; for a conditional
+generator also its conditional accuracy under classifiers of its training data (trained on
+first use and cached next to the statistics) and intra-class FID/KID; printed and written as JSON.
 
 Protocols: 'paper' = 50,176 samples (HamGAN / SAGAN, against ImageNet validation statistics);
 'studiogan' = 50,000 samples (against the train set). The statistics file decides the split."""
@@ -31,7 +32,11 @@ def add_arguments(p):
     p.add_argument("--truncation", type=float, default=None, metavar="T",
                    help="draw z from a normal truncated to [-T, T] (default: no truncation)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents and labels (default 0)")
-    p.add_argument("--no-extras", action="store_true", help="skip KID and precision/recall")
+    p.add_argument("--no-extras", action="store_true", help="skip KID, precision/recall and intra-class FID/KID")
+    p.add_argument("--no-accuracy", action="store_true", help="skip conditional accuracy (no classifiers are "
+                   "trained or read)")
+    p.add_argument("--data", metavar="SOURCE", help="labelled real data the accuracy classifiers learn "
+                   "(default: the checkpoint's training data, data.source)")
     p.add_argument("--out", metavar="JSON", help="also write the results to this file")
     p.add_argument("--inception-weights", metavar="PATH", help="pytorch-fid's Inception weights file "
                    "(default: $HAMGAN_INCEPTION_WEIGHTS, then the torch hub cache, then download)")
@@ -60,17 +65,39 @@ def _print(result: dict) -> None:
     if "kid_mean" in result:
         print(f"KID        {f(result['kid_mean'], '.6f')} +- {f(result['kid_std'], '.6f')}")
         print(f"precision  {f(result['precision'], '.4f')}   recall {f(result['recall'], '.4f')}  (k = 3)")
+    if "intra_fid" in result:
+        print(f"intra-class FID {result['intra_fid']:.4f}   KID {result['intra_kid']:.6f}  "
+              f"(means over classes, >= {result['intra_min_count']} samples per class)")
+    for line in accuracy_lines(result):
+        print(line)
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
 
 
+def accuracy_lines(result: dict) -> list[str]:
+    """The conditional accuracies of a result, one line each, with their ceilings and worst class."""
+    lines = []
+    for name, what in (("class", "class accuracy"), ("shape", "shape accuracy (colour-blind)"),
+                       ("inception", "Inception accuracy")):
+        if f"acc_{name}" not in result:
+            continue
+        acc, ceiling = result[f"acc_{name}"], result[f"acc_{name}_ceiling"]
+        ratios = [a / c for a, c in zip(result[f"acc_{name}_per_class"], result[f"acc_{name}_ceiling_per_class"])
+                  if a is not None and c]
+        worst = f", worst class {min(ratios):.2f} of its ceiling" if ratios else ""
+        lines.append(f"{what:<30s} {acc:.4f}  (ceiling {ceiling:.4f} on held-out real images{worst})")
+    return lines
+
+
 def run(args):
     from ..errors import HamganError
-    from ..metrics.evaluate import evaluate_generator, evaluate_images
+    from ..metrics.evaluate import evaluate_images
     from ..metrics.fid import FIDStats
     from ..metrics.inception import get_extractor
 
     num = _num_samples(args)
+    if args.images and (args.data or args.no_accuracy):
+        raise HamganError("--data and --no-accuracy apply to --ckpt (an image folder has no classes)")
     device = resolve_device(args.device)
     reference = FIDStats.load(args.stats) if args.stats else None
     extractor = get_extractor(device, args.inception_weights)
@@ -80,15 +107,14 @@ def run(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # notes are printed from the result instead
         if args.ckpt:
-            from ..checkpoint import load_generator
-            G, cfg, payload = load_generator(args.ckpt, use_ema=not args.no_ema, device=device)
-            num = DEFAULT_NUM if num is None else num
-            result = evaluate_generator(G, num_samples=num, batch_size=args.batch, ref_stats=reference,
-                                        device=device, n_classes=cfg.model.n_classes, truncation=args.truncation,
-                                        seed=args.seed, extras=extras, progress=not args.no_progress,
-                                        inception=extractor)
-            used_ema = not args.no_ema and payload.get("G_ema") is not None
-            info.update(ckpt=args.ckpt, step=payload.get("step"), ema=used_ema, truncation=args.truncation)
+            from ..metrics.protocol import evaluate_checkpoint
+            result = evaluate_checkpoint(args.ckpt, num_samples=DEFAULT_NUM if num is None else num, stats=reference,
+                                         batch_size=args.batch, device=device, seed=args.seed, extras=extras,
+                                         accuracy=not args.no_accuracy, data=args.data,
+                                         cache_dir=Path(args.stats).parent if args.stats else None,
+                                         inception=extractor, use_ema=not args.no_ema, truncation=args.truncation,
+                                         progress=not args.no_progress)
+            info.update(ckpt=args.ckpt)
         else:
             if args.truncation is not None or args.no_ema:
                 raise HamganError("--truncation and --no-ema apply to --ckpt, not to --images")

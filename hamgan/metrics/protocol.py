@@ -1,0 +1,64 @@
+"""One evaluation protocol for a run's checkpoint, shared by `hamgan eval`, `hamgan sweep` and the
+demo: the generator (G_ema) against reference statistics of the run's data, with KID,
+precision/recall, conditional accuracy (classifiers of the run's data, cached next to the
+statistics) and intra-class FID/KID; reference statistics of the run's data are made once
+when asked for and missing."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from ..errors import HamganError
+
+
+def reference_stats(cfg, path: str | os.PathLike, *, num: int, device="cpu", inception=None,
+                    progress: bool = True) -> Path:
+    """`path` if it exists, else the statistics of `num` images of the run's data written there
+    (labelled, every feature kept: for KID and intra-class metrics)."""
+    from .. import __version__
+    from .classifier import training_data
+    from .evaluate import evaluate_images
+    path = Path(path)
+    if path.is_file():
+        return path
+    dataset = training_data(cfg)
+    if num > len(dataset):
+        raise HamganError(f"reference statistics of {num} images asked for, but the data holds {len(dataset)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # few images: the FID note goes with every result
+        stats, _ = evaluate_images(dataset, num=num, keep_features=num, device=device, inception=inception,
+                                   progress=progress, desc="reference statistics")
+    stats.provenance.update(source=cfg.data.source, hamgan=__version__, subset_seed=0)
+    return stats.save(path)
+
+
+def evaluate_checkpoint(ckpt: str | os.PathLike, *, num_samples: int, stats=None, batch_size: int = 100,
+                        device="cpu", seed: int = 0, extras: bool = True, accuracy: bool = True,
+                        data: Optional[str] = None, cache_dir=None, inception=None, use_ema: bool = True,
+                        truncation: Optional[float] = None, progress: bool = True) -> dict:
+    """Evaluate a checkpoint's generator (G_ema unless `use_ema` is off): `evaluate_generator`'s
+    result plus step, ema, truncation. `accuracy`: conditional accuracy with the classifiers of
+    the run's data (`data` instead of cfg.data.source), read from or trained into `cache_dir`
+    (default: the statistics' folder, else the run directory)."""
+    from ..checkpoint import load_generator
+    from .classifier import get_classifiers, training_data
+    from .evaluate import evaluate_generator
+    G, cfg, payload = load_generator(ckpt, use_ema=use_ema, device=device)
+    classifiers = None
+    if cfg.model.n_classes and accuracy:
+        if cache_dir is None:
+            cache_dir = Path(stats).parent if isinstance(stats, (str, os.PathLike)) else Path(ckpt).resolve().parent.parent
+        classifiers = get_classifiers(training_data(cfg, data), cache_dir, device=device, progress=progress)
+    names = payload.get("class_names") if cfg.model.n_classes else None
+    if classifiers is not None:
+        if names is not None and list(names) != classifiers.class_names:
+            raise HamganError(f"{ckpt} was trained on classes {names[:3]}... but the data has "
+                              f"{classifiers.class_names[:3]}...: give the data it was trained on")
+        names = classifiers.class_names
+    result = evaluate_generator(G, num_samples=num_samples, batch_size=batch_size, ref_stats=stats, device=device,
+                                n_classes=cfg.model.n_classes, truncation=truncation, seed=seed, extras=extras,
+                                progress=progress, inception=inception, classifiers=classifiers, class_names=names)
+    return {**result, "step": payload.get("step"), "ema": use_ema and payload.get("G_ema") is not None,
+            "truncation": truncation}
