@@ -136,6 +136,9 @@ class TrainConfig:
     batch_size: int = opt(256, "global batch per step, over all processes and accumulation rounds")
     accum: int = opt(1, "gradient-accumulation rounds per step (per-process batch = batch_size / world / accum)")
     d_steps: int = opt(1, "discriminator steps per generator step")
+    augment: str = opt("", "differentiable augmentation (DiffAugment) of every image D sees, real and fake, in D "
+                       "and G phases: comma-separated of 'color', 'translation', 'cutout'; '' for none (the "
+                       "paper's runs); helps on small data")
     lr_g: float = opt(1e-4, "generator Adam learning rate")
     lr_d: float = opt(4e-4, "discriminator Adam learning rate")
     betas_g: list[float] = opt([0.0, 0.999], "generator Adam betas")
@@ -345,3 +348,17 @@ def save_config(cfg: Config, path: str | Path) -> None:
 def describe_defaults() -> str:
     """Every key with its default value and help text, as commented TOML."""
     return to_toml(to_dict(Config()), helps=field_help()) + "\n"
+
+
+def differences(a: dict, b: dict, prefix: str = "", names: tuple[str, str] = ("a", "b")) -> list[str]:
+    """'key: a 1, b 2' for every leaf where the nested dicts `a` and `b` differ (dotted keys
+    under `prefix`; `names` label the two sides)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        key = f"{prefix}.{k}" if prefix else str(k)
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += differences(va, vb, key, names)
+        elif va != vb:
+            out.append(f"{key}: {names[0]} {va!r}, {names[1]} {vb!r}")
+    return out

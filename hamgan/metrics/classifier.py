@@ -275,11 +275,13 @@ def get_classifiers(dataset, cache_dir: str | os.PathLike, *, seed: int = 0, dev
                     progress: bool = True) -> Classifiers:
     """The classifiers of `dataset` (uint8 (3, R, R), label items with `class_names`): read from
     `cache_dir` when trained before on the same data, else trained now (and cached)."""
+    from ..rng import private_rng
     key = cache_key(dataset, seed)
     path = cache_path(cache_dir, key)
     if path.is_file():
         return Classifiers.load(path, key).to(device)
-    found = train_classifiers(dataset, seed=seed, device=device, progress=progress, key=key)
+    with private_rng():  # e.g. mid-training: the run's random streams stay as they were
+        found = train_classifiers(dataset, seed=seed, device=device, progress=progress, key=key)
     found.save(path)
     return found.to(device)
 
@@ -316,10 +318,11 @@ def training_data(cfg, source: Optional[str] = None):
     """The labelled real data of a run (`cfg.data`, or `source` instead) for its classifiers and
     reference statistics. The procedural shapes are opened with seed 0 whatever the run's seed:
     they are one distribution, and runs of different seeds are then measured alike."""
-    from ..data import open_dataset
+    from dataclasses import replace
+
+    from ..data import open_training_data
     d = cfg.data
-    dataset = open_dataset(source or d.source, cfg.model.resolution, resize=d.resize, n_classes=d.shapes_classes,
-                           size=d.shapes_size, seed=0)
+    dataset = open_training_data(replace(cfg, data=replace(d, source=source or d.source), train=replace(cfg.train, seed=0)))
     if cfg.model.n_classes and len(dataset.class_names) != cfg.model.n_classes:
         hint = " (data.shapes_classes)" if (source or d.source) == "shapes" else ""
         raise HamganError(f"the data {source or d.source!r} has {len(dataset.class_names)} classes{hint} but the "
