@@ -33,13 +33,14 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: int 
     return sheet
 
 
-def save_png(image: torch.Tensor, path: str | os.PathLike) -> None:
+def save_png(image: torch.Tensor, path: str | os.PathLike) -> Path:
     """uint8 (3, H, W) tensor -> PNG file, written to a temporary name first, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)).save(tmp, format="PNG")
+    Image.fromarray(image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)).save(tmp, format="PNG", optimize=True)
     os.replace(tmp, path)
+    return path
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int) -> torch.Tensor:

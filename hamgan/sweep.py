@@ -48,7 +48,7 @@ class Point:
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", self.name).strip("_") or "default"
+        return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", re.sub(r"['\"]", "", self.name)).strip("_") or "default"
 
 
 def split_values(text: str) -> list[str]:

@@ -169,6 +169,18 @@ def test_conditional_metrics_equal_the_pipeline_written_out(conditional):
     json.dumps(result)
 
 
+def test_accuracy_alone_needs_no_inception(conditional):
+    """inception=False: the same conditional accuracies, no Inception features at all."""
+    classifiers, ref_path, result = conditional
+    alone = evaluate_generator(FakeGenerator(), inception=False, classifiers=classifiers,
+                               **{**COND_ARGS, "extras": False})
+    assert alone["fid"] is None and "is_mean" not in alone and alone["num_samples"] == 330
+    for key in ("acc_class", "acc_class_per_class", "class_counts"):
+        assert alone[key] == result[key], key
+    with pytest.raises(HamganError, match="needs Inception features"):
+        evaluate_generator(FakeGenerator(), inception=False, ref_stats=ref_path, **COND_ARGS)
+
+
 def test_mismatched_reference_is_refused_before_generating(setup, tmp_path):
     extractor, ref_path = setup
     ref = FIDStats.load(ref_path)

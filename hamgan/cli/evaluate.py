@@ -68,25 +68,11 @@ def _print(result: dict) -> None:
     if "intra_fid" in result:
         print(f"intra-class FID {result['intra_fid']:.4f}   KID {result['intra_kid']:.6f}  "
               f"(means over classes, >= {result['intra_min_count']} samples per class)")
+    from ..metrics.protocol import accuracy_lines
     for line in accuracy_lines(result):
         print(line)
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
-
-
-def accuracy_lines(result: dict) -> list[str]:
-    """The conditional accuracies of a result, one line each, with their ceilings and worst class."""
-    lines = []
-    for name, what in (("class", "class accuracy"), ("shape", "shape accuracy (colour-blind)"),
-                       ("inception", "Inception accuracy")):
-        if f"acc_{name}" not in result:
-            continue
-        acc, ceiling = result[f"acc_{name}"], result[f"acc_{name}_ceiling"]
-        ratios = [a / c for a, c in zip(result[f"acc_{name}_per_class"], result[f"acc_{name}_ceiling_per_class"])
-                  if a is not None and c]
-        worst = f", worst class {min(ratios):.2f} of its ceiling" if ratios else ""
-        lines.append(f"{what:<30s} {acc:.4f}  (ceiling {ceiling:.4f} on held-out real images{worst})")
-    return lines
 
 
 def run(args):

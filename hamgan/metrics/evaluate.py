@@ -168,7 +168,7 @@ def _conditional_metrics(n_classes: int, class_names, classifiers, reference: Op
     """(ConditionalMetrics for these classes, notes on what is unavailable and why)."""
     from .conditional import ConditionalMetrics, InceptionHead, imagenet_classes
     notes, head = [], None
-    if class_names is not None and imagenet_classes(class_names):
+    if class_names is not None and imagenet_classes(class_names) and extractor is not None:
         if not extractor.has_classifier:
             notes.append("Inception accuracy unavailable: these Inception weights have no classifier (fc layer all "
                          "zeros, e.g. the offline conversion); use pytorch-fid's weights file")
@@ -256,7 +256,8 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
     G(z (B, z_dim), y (B,) or None) -> (B, 3, R, R) in [-1, 1]; run in eval mode (its mode is
     restored after). Images are quantised with `images.to_uint8` exactly as saved PNGs.
     `ref_stats`: a statistics file, a loaded FIDStats, or None (no FID). `inception`: an
-    InceptionFeatures (or a stand-in module, see `_extractor`), a weights path, or None.
+    InceptionFeatures (or a stand-in module, see `_extractor`), a weights path, None (the usual
+    weights), or False: no Inception features at all, only the conditional accuracies.
     `batch_size` is per process. `timings`: a dict that receives seconds spent in 'generate',
     'inception', 'statistics', 'classifiers' (per batch) and 'summary' (once: reduction,
     distances). `class_names`: the generator's classes (enables intra-class FID/KID with
@@ -274,8 +275,10 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
     net = getattr(G, "module", G)  # DDP-wrapped or not
     z_dim = net.z_dim
     n_classes = net.n_classes if n_classes is None else n_classes
-    extractor = _extractor(inception, device)
+    extractor = None if inception is False else _extractor(inception, device)
     reference = _reference(ref_stats)
+    if extractor is None and reference is not None:
+        raise HamganError("FID against reference statistics needs Inception features (inception=False given)")
     keep = torch.arange(min(extras_cap, num_samples)) if extras else None
     clock = _Clock(timings, device)
     mine = range(rank, math.ceil(num_samples / batch_size), world)
@@ -292,8 +295,10 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
         torch.manual_seed(chunk_seed(seed, 0))
         z, y = sample_latents(1, z_dim, n_classes, truncation)
         probe = G(z.to(device), None if y is None else y.to(device))
-        provenance = _provenance(extractor, probe, reference, class_names)
-        acc = Accumulator.for_extractor(extractor, provenance, num_samples, device, splits, keep)
+        acc, logits = None, None
+        if extractor is not None:
+            provenance = _provenance(extractor, probe, reference, class_names)
+            acc = Accumulator.for_extractor(extractor, provenance, num_samples, device, splits, keep)
         with _progress(mine_total, "eval", progress and rank == 0) as bar:
             for k in mine:
                 lo, hi = k * batch_size, min(num_samples, (k + 1) * batch_size)
@@ -301,10 +306,11 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
                     torch.manual_seed(chunk_seed(seed, k))
                     z, y = sample_latents(hi - lo, z_dim, n_classes, truncation)
                     images = to_uint8(G(z.to(device), None if y is None else y.to(device)))
-                with clock("inception"):
-                    pool3, logits = extractor(images)
-                with clock("statistics"):
-                    acc.update(pool3, logits, torch.arange(lo, hi), None if class_names is None else y)
+                if acc is not None:
+                    with clock("inception"):
+                        pool3, logits = extractor(images)
+                    with clock("statistics"):
+                        acc.update(pool3, logits, torch.arange(lo, hi), None if class_names is None else y)
                 if conditional:
                     with clock("classifiers"):
                         conditional.update(images, y, logits)
@@ -312,12 +318,15 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
 
     with clock("summary"):  # once per evaluation: reduction, FID, IS, extras
         if world > 1:
-            acc.all_reduce()
+            if acc is not None:
+                acc.all_reduce()
             conditional.all_reduce()
         result, error = None, None
         if rank == 0:
             try:
-                _, result = acc.summarize(provenance, reference, extras, extractor.has_classifier)
+                result = ({"fid": None, "num_samples": num_samples,
+                           "notes": ["no Inception features: FID, IS, KID not computed"]}
+                          if acc is None else acc.summarize(provenance, reference, extras, extractor.has_classifier)[1])
                 result.update(conditional.result())
                 result["notes"] += conditional_notes
             except Exception as e:  # other processes would wait for the broadcast forever

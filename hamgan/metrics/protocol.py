@@ -62,3 +62,18 @@ def evaluate_checkpoint(ckpt: str | os.PathLike, *, num_samples: int, stats=None
                                 progress=progress, inception=inception, classifiers=classifiers, class_names=names)
     return {**result, "step": payload.get("step"), "ema": use_ema and payload.get("G_ema") is not None,
             "truncation": truncation}
+
+
+def accuracy_lines(result: dict) -> list[str]:
+    """The conditional accuracies of a result, one line each, with their ceilings and worst class."""
+    lines = []
+    for name, what in (("class", "class accuracy"), ("shape", "shape accuracy (colour-blind)"),
+                       ("inception", "Inception accuracy")):
+        if f"acc_{name}" not in result:
+            continue
+        acc, ceiling = result[f"acc_{name}"], result[f"acc_{name}_ceiling"]
+        ratios = [a / c for a, c in zip(result[f"acc_{name}_per_class"], result[f"acc_{name}_ceiling_per_class"])
+                  if a is not None and c]
+        worst = f", worst class {min(ratios):.2f} of its ceiling" if ratios else ""
+        lines.append(f"{what:<30s} {acc:.4f}  (ceiling {ceiling:.4f} on held-out real images{worst})")
+    return lines
