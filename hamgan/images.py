@@ -33,14 +33,13 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: int 
     return sheet
 
 
-def save_png(image: torch.Tensor, path: str | os.PathLike) -> Path:
+def save_png(image: torch.Tensor, path: str | os.PathLike) -> None:
     """uint8 (3, H, W) tensor -> PNG file, written to a temporary name first, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)).save(tmp, format="PNG", optimize=True)
+    Image.fromarray(image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)).save(tmp, format="PNG")
     os.replace(tmp, path)
-    return path
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int) -> torch.Tensor:

@@ -16,16 +16,25 @@ import sys
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hamgan.checkpoint import latest_good_snapshot, load_generator  # noqa: E402
 from hamgan.data import open_training_data  # noqa: E402
-from hamgan.images import make_grid, save_png  # noqa: E402
+from hamgan.images import make_grid  # noqa: E402
 from hamgan.sample import class_sheet, ham_maps, interpolate  # noqa: E402
 
-COLUMNS = 6
+COLUMNS = 5
+COLOURS = 96  # palette size: README pictures stay at tens of KB
+
+
+def save_small(sheet: torch.Tensor, path: Path) -> Path:
+    """uint8 (3, H, W) -> an optimised palette PNG (the pictures are a few flat colours)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet.permute(1, 2, 0).numpy()).quantize(COLOURS).save(path, optimize=True)
+    return path
 
 
 def side_by_side(left: torch.Tensor, right: torch.Tensor, gap: int = 8) -> torch.Tensor:
@@ -52,12 +61,12 @@ def main() -> None:
     firsts = {c: [i for i in range(50 * n) if data[i][1] == c][:COLUMNS] for c in range(n)}
     real = make_grid(torch.stack([data[i][0] for c in range(n) for i in firsts[c]]), COLUMNS)
     fake = make_grid(class_sheet(G, columns=COLUMNS, seed=0).images, COLUMNS)
-    written = [save_png(side_by_side(real, fake), out / "demo.png")]
+    written = [save_small(side_by_side(real, fake), out / "demo.png")]
 
     sheet = next(iter(ham_maps(G, num=4, class_names=names, seed=0).values()))
-    written.append(save_png(make_grid(sheet.images, sheet.nrow), out / "ham_maps.png"))
+    written.append(save_small(make_grid(sheet.images, sheet.nrow), out / "ham_maps.png"))
     strips = interpolate(G, over="class", num=4, steps=8, classes=[0, 5, 3, 8, 1], class_names=names, seed=0)
-    written.append(save_png(make_grid(strips.images, strips.nrow), out / "interpolation.png"))
+    written.append(save_small(make_grid(strips.images, strips.nrow), out / "interpolation.png"))
     plot = Path(args.sweep) / "sweep.png"
     if plot.is_file():
         written.append(Path(shutil.copyfile(plot, out / "sweep.png")))

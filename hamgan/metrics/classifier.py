@@ -3,7 +3,8 @@
 Conditional accuracy asks "does a sample of class c look like class c?", a question of class
 fidelity, not realism (FID/KID measure that). It is answered by a classifier trained on the
 real training data, so its ceiling is that classifier's accuracy on real images it did not
-train on (held out from the same data); a generator can at best reach the ceiling.
+train on (held out from the same data): samples that look like real images of their class
+score about the ceiling.
 
 * `class`: the data's own classes, from the colour images (any data set with labels).
 * `shape` (built-in shapes only): the silhouette's shape, circle / square / triangle / cross /
@@ -14,8 +15,8 @@ train on (held out from the same data); a generator can at best reach the ceilin
   colour jitter on shapes of all 40 colour x shape pairs. A blob of the right colour therefore
   gets the same prediction in every class: chance accuracy.
 
-Both are trained once (seconds on a CPU for the shapes) and cached in one file keyed by the
-data: a content fingerprint (class names, size, pixels and labels of evenly spaced images)
+Both are trained once (about a minute of CPU time for the shapes) and cached in one file keyed
+by the data: a content fingerprint (class names, size, pixels and labels of evenly spaced images)
 plus the recipe version. A cached file made for other data is refused.
 """
 from __future__ import annotations
@@ -110,12 +111,9 @@ class ImageClassifier(nn.Module):
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, R, R) -> predicted labels (B,) on this model's device, in eval mode."""
-        was = self.training
-        self.eval()
-        try:
+        from ..layers import eval_mode
+        with eval_mode(self):
             return self(images.to(self.targets.device).float() / 255).argmax(1)
-        finally:
-            self.train(was)
 
 
 # --------------------------------------------------------------------------- data
