@@ -47,11 +47,12 @@ _PAIR_TABLE = _pair_table()
 
 
 def _run(chunks: np.ndarray, state: np.ndarray) -> np.ndarray:
-    """Feed each row of `chunks` (K, L) uint8 (L even) to its register in `state` (K,) uint32.
-    The columns are read in place (strided): no transposed copy of the data."""
-    for i in range(0, chunks.shape[1], 2):
-        pair = chunks[:, i] ^ (chunks[:, i + 1].astype(np.uint32) << 8)
-        state = _PAIR_TABLE[(state ^ pair) & 0xFFFF] ^ (state >> 16)
+    """Feed each row of `chunks` (K, L) uint8 (C-contiguous, L even) to its register in `state`
+    (K,) uint32. Byte pairs are read as little-endian uint16 columns in place (strided): no
+    transposed copy of the data."""
+    pairs = chunks.view("<u2")
+    for j in range(pairs.shape[1]):
+        state = _PAIR_TABLE[(state ^ pairs[:, j]) & 0xFFFF] ^ (state >> 16)
     return state
 
 

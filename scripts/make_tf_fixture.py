@@ -11,8 +11,10 @@ skip convs, linears and D's embedding; exact on the Hamburger's 1x1 breads) and 
 its package __init__ needs `tf.estimator` (removed in TF 2.16), so its two layer modules are
 loaded from the installed package directly, without that __init__.
 
-Every variable gets random values (kernels scaled so that some layers have a largest singular
-value below 1 and some above; small BN moving variances, where eps = 1e-3 matters). Then, on
+Every variable gets random values (kernels scaled so that among the "at most 1" layers and among
+the exactly normalised breads some have a largest singular value below 1 and some above; BN
+moving averages near the statistics the layers see, some variances small, where eps = 1e-3
+matters). Then, on
 fixed inputs: G in inference mode (BN moving averages, no power-iteration update) and D, with
 the NMF bases fixed (given instead of drawn), outputs saved in `reference.npz` together with the
 inputs and bases. `variables.json` records what TensorFlow reads back from the checkpoint: name,
@@ -216,7 +218,11 @@ def random_value(var, rng):
     name, shape = var.name, var.shape.as_list()
     if name.endswith(("/kernel:0", "/weights:0", "/embedding_map:0")):
         fan = float(np.prod(shape[:-1]) + shape[-1])
-        return rng.uniform(-1, 1, shape) * np.sqrt(6.0 / fan) * np.exp(rng.uniform(np.log(0.3), np.log(4.0)))
+        # Xavier uniform times a factor: random for the "at most 1" layers, fixed for the exactly
+        # normalised breads so that both sides of sigma = 1 occur among them too
+        scale = {"sn_lower_bread": 0.3, "sn_upper_bread": 3.0}.get(name.split("/")[-2],
+                                                                   np.exp(rng.uniform(np.log(0.3), np.log(4.0))))
+        return rng.uniform(-1, 1, shape) * np.sqrt(6.0 / fan) * scale
     if name.endswith("spectral_norm_u:0"):
         return rng.standard_normal(shape)
     if name.endswith("/gamma:0"):
