@@ -322,18 +322,6 @@ def field_help(cls=Config, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def differences(a: dict, b: dict, prefix: str, labels: tuple[str, str]) -> list[str]:
-    """'prefix.key: <labels[0]> va, <labels[1]> vb' for every leaf where nested dicts a and b differ."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += differences(va, vb, f"{prefix}.{k}", labels)
-        elif va != vb:
-            out.append(f"{prefix}.{k}: {labels[0]} {va!r}, {labels[1]} {vb!r}")
-    return out
-
-
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(to_toml(to_dict(cfg)) + "\n")
 

@@ -80,7 +80,7 @@ def check(out: Path, reference: Path) -> tuple[float, float]:
     for net, key in ((G, "g_bases"), (D, "d_bases")):
         (ham,) = [m for m in net.modules() if isinstance(m, NMF)]
         bases = torch.from_numpy(ref[key])
-        ham.initial_bases = lambda x, b=bases: b.clone()
+        ham.initial_bases = lambda x, mode="sample", b=bases: b.clone()
     y = torch.from_numpy(ref["y"])
     with torch.no_grad():
         images = G(torch.from_numpy(ref["z"]), y)

@@ -52,7 +52,7 @@ def imported_networks(*overrides, path=PREFIX):
 def fixed_bases(net, bases: np.ndarray) -> None:
     """Start the network's (one) NMF from the bases TF was given (instead of fresh random ones)."""
     (ham,) = [m for m in net.modules() if isinstance(m, NMF)]
-    ham.initial_bases = lambda x: torch.from_numpy(bases).clone()    # NMF updates its bases in place
+    ham.initial_bases = lambda x, mode="sample": torch.from_numpy(bases).clone()    # NMF updates its bases in place
 
 
 def outputs(G, D):
