@@ -25,6 +25,7 @@ from hamgan.checkpoint import load_checkpoint, load_generator, load_state
 from hamgan.cli import main
 from hamgan.config import load_config
 from hamgan.crc32c import crc32c, masked
+from hamgan.export import export
 from hamgan.ham import NMF
 from hamgan.layers import SpectralNorm
 from hamgan.models import build_discriminator
@@ -134,13 +135,19 @@ def test_every_variable_is_mapped_or_deliberately_unused(tmp_path, capsys):
     assert any(line.endswith(kernel) and "transpose, units (h, w, c) -> (c, h, w)" in line for line in table.splitlines())
 
 
-def test_imported_checkpoint_samples(tmp_path):
+def test_imported_checkpoint_samples_exports_but_does_not_resume(tmp_path, capsys):
     out = tmp_path / "imported.pt"
     assert main(["import-tf", "--ckpt", str(FIXTURE), "--config", str(CONFIG), "--out", str(out)]) == 0
     assert main(["sample", "--ckpt", str(out), "--out", str(tmp_path / "s"), "--mode", "class-sheet", "--num", "2",
                  "--device", "cpu"]) == 0
     assert (tmp_path / "s" / "class_sheet.png").is_file()
     assert load_checkpoint(out)["config"]["name"] == "tf_fixture_tiny"
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--out", str(tmp_path / "runs"), "--no-progress"]) == 2
+    assert "holds network weights only (no opt_G, opt_D, rng, data" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imported.pt", "s"]
+    card = (export(out, tmp_path / "exported", sheet_rows=0) / "README.md").read_text()
+    assert f"Imported from the TensorFlow checkpoint `{PREFIX.resolve()}` (global step 1234)" in card
 
 
 # --------------------------------------------------------------------------- bad input
