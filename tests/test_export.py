@@ -104,6 +104,10 @@ def test_exporting_one_generator(ckpt, tmp_path):
     assert loaded["G_ema"] is None and loaded["G"] is not None and not (out / "class_sheet.png").exists()
     assert json.loads((out / "config.json").read_text())["weights"] == ["G"]
     assert "class_sheet" not in (out / "README.md").read_text()
+    assert not hamgan.from_pretrained(out, ema=True).training           # G stands in for the missing G_ema
+    ema_only = export(ckpt, tmp_path / "e", sheet_rows=0)
+    with pytest.raises(CheckpointError, match=r"holds no G weights \(drop --no-ema\)"):
+        hamgan.from_pretrained(ema_only, ema=False)
 
 
 def test_model_card_records_evaluations_with_their_protocol(ckpt, tmp_path):
