@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from . import __version__
 from .errors import HamganError
@@ -85,24 +86,15 @@ class Layer:
     convert: Callable[[dict[str, np.ndarray]], dict[str, torch.Tensor]] | None = None
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    return F.normalize(x, dim=0, eps=1e-12)
-
-
-def _power_step(matrix: torch.Tensor, v_tf: torch.Tensor) -> dict[str, torch.Tensor]:
-    """hamgan's (u, v) buffers from TF's stored u (`v_tf`, in the order of the matrix's columns):
-    one power-iteration step, as TF takes it on every read (see the module docstring)."""
-    m = matrix.double()
-    u = _normalise(m @ v_tf.double())
-    v = _normalise(m.t() @ u)
-    return {"_u": u.float(), "_v": v.float()}
-
-
 def _sn_keys(prefix: str, weight: torch.Tensor, u_tf: np.ndarray, columns: Callable) -> dict[str, torch.Tensor]:
-    """State entries of an SN layer: the weight (torch layout) and u, v from TF's u."""
-    uv = _power_step(weight.reshape(weight.shape[0], -1), columns(torch.from_numpy(u_tf).reshape(-1)))
+    """State entries of an SN layer: the weight (torch layout) and hamgan's (u, v) buffers from TF's
+    stored u (put in the order of the weight matrix's columns by `columns`): one power-iteration
+    step, as TF takes it on every read (see the module docstring)."""
+    matrix = weight.reshape(weight.shape[0], -1).double()
+    u = F.normalize(matrix @ columns(torch.from_numpy(u_tf).reshape(-1)).double(), dim=0, eps=1e-12)
+    v = F.normalize(matrix.t() @ u, dim=0, eps=1e-12)
     return {f"{prefix}.parametrizations.weight.original": weight,
-            f"{prefix}.parametrizations.weight.0._u": uv["_u"], f"{prefix}.parametrizations.weight.0._v": uv["_v"]}
+            f"{prefix}.parametrizations.weight.0._u": u.float(), f"{prefix}.parametrizations.weight.0._v": v.float()}
 
 
 def _u_names(weight_name: str) -> tuple[str, ...]:
@@ -123,7 +115,7 @@ def _conv(net: str, path: str, what: str, module: nn.Conv2d, scope: str, weights
 
     def convert(v):
         weight = torch.from_numpy(v["kernel"]).permute(3, 2, 0, 1).contiguous()
-        out = _sn_keys(f"{path}", weight, v["u"],
+        out = _sn_keys(path, weight, v["u"],
                        lambda u: u.reshape(kh, kw, in_c).permute(2, 0, 1).reshape(-1))   # (h, w, in) -> (in, h, w)
         if "bias" in v:
             out[f"{path}.bias"] = torch.from_numpy(v["bias"])
@@ -168,21 +160,21 @@ def _embedding(net: str, path: str, what: str, module: nn.Embedding, scope: str)
 def _batch_norm(net: str, path: str, what: str, module: nn.Module, scope: str) -> Layer:
     """A per-class table BN (`ClassTableBN`: gain / bias (classes, C)) or a plain one (`BatchNorm2d`)."""
     table = hasattr(module, "gain")
-    stats = module.bn if table else module
-    rows, c = (module.gain.shape if table else (1, stats.channels))
+    rows, c = module.gain.shape if table else (1, module.channels)
     affine = ("gain", "bias") if table else ("weight", "bias")
-    stats_path = f"{path}.bn" if table else path
+    shape = (rows, c) if table else (c,)
+    stats = f"{path}.bn" if table else path
     layer = Layer(net, path, what)
     for role, key in zip(("gamma", "beta"), affine):
         layer.vars[role] = Var((f"{scope}/{role}",), (rows, 1, 1, c), f"{net}.{path}.{key}", "squeeze")
     for role, key in (("moving_mean", "running_mean"), ("moving_variance", "running_var")):
-        layer.vars[role] = Var((f"{scope}/{role}",), (c,), f"{net}.{stats_path}.{key}", "")
+        layer.vars[role] = Var((f"{scope}/{role}",), (c,), f"{net}.{stats}.{key}", "")
 
     def convert(v):
-        out = {f"{path}.{key}": torch.from_numpy(v[role]).reshape(rows, c) if table
-               else torch.from_numpy(v[role]).reshape(c) for role, key in zip(("gamma", "beta"), affine)}
-        out[f"{stats_path}.running_mean"] = torch.from_numpy(v["moving_mean"])
-        out[f"{stats_path}.running_var"] = torch.from_numpy(v["moving_variance"])
+        out = {f"{path}.{key}": torch.from_numpy(v[role]).reshape(shape)
+               for role, key in zip(("gamma", "beta"), affine)}
+        out[f"{stats}.running_mean"] = torch.from_numpy(v["moving_mean"])
+        out[f"{stats}.running_var"] = torch.from_numpy(v["moving_variance"])
         return out
     layer.convert = convert
     return layer
@@ -218,11 +210,9 @@ def _context(net: str, context: nn.ModuleList, scope: str) -> dict[int, tuple[st
 
 def layers_of(G, D) -> list[Layer]:
     """The official variables of G and D as hamgan builds them, in network order."""
-    from .layers import BatchNorm2d
-
     if G.n_classes == 0 or G.conditioning != "cbn" or D.embed is None:
         raise TFImportError("the official HamGAN is class-conditional with per-class BN tables in G "
-                           "(model.conditioning = 'cbn', model.n_classes > 0)")
+                            "(model.conditioning = 'cbn', model.n_classes > 0)")
     out = [_linear("G", "linear", "linear z -> 4x4", G.linear, f"{G_SCOPE}/g_snh0", G.stages[0].c_in)]
     g_ham = _context("G", G.context, f"{G_SCOPE}/g_ops")
     for k, block in enumerate(G.blocks):
@@ -234,7 +224,6 @@ def layers_of(G, D) -> list[Layer]:
                 _conv("G", f"blocks.{k}.skip", f"{what} skip conv", block.skip, f"{scope}/snconv3/snconv3")]
         if k in g_ham:
             out += _hamburger("G", g_ham[k][0], f"Hamburger after {what}", g_ham[k][1], f"{G_SCOPE}/g_ops")
-    assert isinstance(G.out_bn, BatchNorm2d)
     out += [_batch_norm("G", "out_bn", "output BN", G.out_bn, f"{G_SCOPE}/g_bn"),
             _conv("G", "out_conv", "output conv", G.out_conv, f"{G_SCOPE}/g_snconv_last/g_snconv_last")]
 
@@ -290,9 +279,10 @@ def _unused_kind(name: str) -> str | None:
     return next((kind for kind, pattern in UNUSED if pattern.fullmatch(name)), None)
 
 
-def import_tf(path: str | os.PathLike, model_cfg, config_name: str = "the config") -> Imported:
-    """Map the TensorFlow checkpoint `path` onto the networks of `model_cfg`. Raises
-    TFImportError naming the first variable that is missing, mis-shaped or unknown."""
+def import_tf(path: str | os.PathLike, model_cfg, config_name: str = "the config", progress: bool = False) -> Imported:
+    """Map the TensorFlow checkpoint `path` onto the networks of `model_cfg` (`config_name` names
+    it in messages). Raises TFImportError naming the first variable that is missing, mis-shaped or
+    unknown, before reading any value."""
     from .models import Discriminator, Generator
 
     bundle = TensorBundle(path)
@@ -303,18 +293,18 @@ def import_tf(path: str | os.PathLike, model_cfg, config_name: str = "the config
     if not any(n.startswith((G_SCOPE + "/", D_SCOPE + "/")) for n in entries):
         sample = ", ".join(sorted(entries)[:3])
         raise TFImportError(f"{bundle.prefix} is not a HamGAN (TF-GAN) checkpoint: no variable under '{G_SCOPE}/' "
-                           f"or '{D_SCOPE}/' (it holds {len(entries)} variables, e.g. {sample})")
+                            f"or '{D_SCOPE}/' (it holds {len(entries)} variables, e.g. {sample})")
     for layer in layers:                             # network order: the first mismatch is reported
         for var in layer.vars.values():
             var.found = next((n for n in var.names if n in entries), None)
             if var.found is None:
                 raise TFImportError(f"{var.names[0]}: missing from {bundle.prefix.name}, but {config_name} has "
-                                   f"{layer.net} {layer.what} ({var.target}): not the official HamGAN, or another "
-                                   f"preset")
+                                    f"{layer.net} {layer.what} ({var.target}): not the official HamGAN, or another "
+                                    f"preset")
             have = entries[var.found].shape
             if tuple(have) != var.shape:
-                raise TFImportError(f"{var.found}: shape {tuple(have)} in {bundle.prefix.name}, but {config_name} makes "
-                                   f"{layer.net} {layer.what} expect {var.shape} (TF layout): another preset?")
+                raise TFImportError(f"{var.found}: shape {tuple(have)} in {bundle.prefix.name}, but {config_name} "
+                                    f"makes {layer.net} {layer.what} expect {var.shape} (TF layout): another preset?")
     mapped = {var.found for layer in layers for var in layer.vars.values()}
     unused: dict[str, list[str]] = {}
     for name in sorted(entries):
@@ -323,11 +313,11 @@ def import_tf(path: str | os.PathLike, model_cfg, config_name: str = "the config
         kind = _unused_kind(name)
         if kind is None:
             raise TFImportError(f"{name}: a variable of {bundle.prefix.name} that the official HamGAN with "
-                               f"{config_name} does not have (shape {entries[name].shape}); another model or preset?")
+                                f"{config_name} does not have (shape {entries[name].shape}); another model or preset?")
         unused.setdefault(kind, []).append(name)
 
     states = {"G": {}, "D": {}}
-    for layer in layers:
+    for layer in tqdm(layers, desc="reading", unit="layer", disable=not progress, leave=False):
         values = {}
         for role, var in layer.vars.items():
             value = bundle.read(var.found)

@@ -159,7 +159,7 @@ def hamburger(x, training, name, dim, rank, steps, bases=None, onehot=None):
         return x + sigma * z
 
 
-# --------------------------------------------------------------------------- networks (official generator.py / discriminator.py)
+# --------------------------------------------------------------------------- networks (official G and D)
 
 
 def generator(z, labels, s, training, bases=None):
@@ -342,7 +342,8 @@ def main():
     total = sum(f.stat().st_size for f in out.iterdir())
     print(f"wrote {prefix}.index/.data-*, variables.json ({len(manifest)} variables), reference.npz, "
           f"hamgan.toml to {out} ({total / 1e3:.0f} kB); G output: "
-          f"{(np.abs(g_images) > 0.99).mean():.1%} saturated (|x| > 0.99), D scores {d_scores.ravel().round(4).tolist()}")
+          f"{(np.abs(g_images) > 0.99).mean():.1%} saturated (|x| > 0.99), "
+          f"D scores {d_scores.ravel().round(4).tolist()}")
 
 
 if __name__ == "__main__":

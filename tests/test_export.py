@@ -43,7 +43,8 @@ def ckpt(tmp_path_factory):
     path = save_checkpoint({"config": to_dict(cfg), "step": 7, "G": G.state_dict(), "D": D.state_dict(),
                             "G_ema": G_ema.state_dict(), "class_names": NAMES, "best_fid": 55.5, "best_step": 7},
                            run / "checkpoints" / "ckpt-000000007.pt")
-    rows = [{"step": 6, "eval/fid": 60.0}, {"step": 7, "loss/G": 1.0}, {"step": 7, "eval/fid": 55.5, "eval/is_mean": 2.5}]
+    rows = [{"step": 6, "eval/fid": 60.0}, {"step": 7, "loss/G": 1.0},
+            {"step": 7, "eval/fid": 55.5, "eval/is_mean": 2.5}]
     (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n{\"step\": 7, \"eval/fi")
     return path
 
@@ -207,6 +208,7 @@ def test_torch_hub_load_offline(ckpt, exported, hub_dir, monkeypatch):
         torch.hub.load(str(REPO), "sagan", source="local", weights=str(exported),
                        overrides=MODEL_OVERRIDES + ["model.G.ch=8"])
     small = ["model.resolution=32", "model.n_classes=3", "model.G.ch=4", "model.D.ch=4"]
-    kinds = {name: {type(m).__name__ for m in torch.hub.load(str(REPO), name, source="local", overrides=small).modules()}
+    kinds = {name: {type(m).__name__ for m in torch.hub.load(str(REPO), name, source="local",
+                                                             overrides=small).modules()}
              for name in ("hamgan_strong", "sagan")}
     assert "Hamburger" in kinds["hamgan_strong"] and "SelfAttention" in kinds["sagan"]

@@ -11,6 +11,7 @@ def add_arguments(p):
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     p.add_argument("--out", metavar="X.pt", help="the hamgan checkpoint to write (must not exist)")
     p.add_argument("--dry-run", action="store_true", help="check and print the mapping table; write nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args):
@@ -27,7 +28,7 @@ def run(args):
     if args.out and Path(args.out).exists():
         raise HamganError(f"--out {args.out} exists: choose another name or delete it")
     cfg = load_config(args.config, args.overrides)
-    result = import_tf(args.ckpt, cfg.model, config_name=args.config)
+    result = import_tf(args.ckpt, cfg.model, config_name=args.config, progress=not args.no_progress)
     if args.dry_run:
         print(mapping_table(result), end="")
     for note in result.provenance["notes"]:
