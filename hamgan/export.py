@@ -7,8 +7,9 @@ A folder holds
   ``G.`` (safetensors: a JSON header and raw little-endian tensors; no pickle, so nothing runs
   when it is read; readable from any language, memory-mapped by the reader);
 - ``config.json``: ``format``, ``version``, ``config`` (the resolved hamgan config: what rebuilds
-  G), ``weights`` (which generators are inside, the default first), ``step``, ``class_names``,
-  ``provenance`` and the recorded ``evaluations``;
+  G, complete for checkpoint format ``checkpoint_version``), ``weights`` (which generators are
+  inside, the default first), ``step``, ``class_names``, ``provenance`` and the recorded
+  ``evaluations``;
 - ``README.md``: the model card (networks, training, evaluations with their protocol, how to
   load it), and ``class_sheet.png`` (+ its legend ``class_sheet.txt``).
 """
@@ -24,7 +25,8 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import VERSION as CHECKPOINT_VERSION
+from .checkpoint import CheckpointError, _upgrade, load_checkpoint
 from .errors import HamganError
 
 FORMAT = "hamgan-export"
@@ -84,9 +86,10 @@ def load_export(path: str | os.PathLike) -> dict:
         if net not in GENERATORS or not name:
             raise CheckpointError(f"{weights_path}: unexpected tensor {key!r} (keys are G_ema.* / G.*)")
         states.setdefault(net, {})[name] = value
-    return {"config": meta["config"], "step": meta.get("step"), "class_names": meta.get("class_names"),
-            **{net: states.get(net) for net in GENERATORS},
-            "provenance": meta.get("provenance"), "evaluations": meta.get("evaluations", [])}
+    # the model semantics of the checkpoint format it was exported from, as load_checkpoint gives them
+    return _upgrade({"version": meta.get("checkpoint_version", 0), "config": meta["config"], "step": meta.get("step"),
+                     "class_names": meta.get("class_names"), **{net: states.get(net) for net in GENERATORS},
+                     "provenance": meta.get("provenance"), "evaluations": meta.get("evaluations", [])})
 
 
 # --------------------------------------------------------------------------- writing
@@ -172,7 +175,8 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike, weights: str | None 
     step = payload.get("step")
     names = class_names_of(payload, cfg.model.n_classes)
     evaluations = _recorded_evaluations(ckpt, step, [Path(r) for r in results])
-    meta = {"format": FORMAT, "version": VERSION, "hamgan_version": __version__, "config": payload["config"],
+    meta = {"format": FORMAT, "version": VERSION, "hamgan_version": __version__,
+            "checkpoint_version": CHECKPOINT_VERSION, "config": payload["config"],
             "weights": chosen, "step": step, "class_names": names,
             "best_fid": payload.get("best_fid"), "best_step": payload.get("best_step"),
             "provenance": {"checkpoint": str(ckpt.resolve()), "checkpoint_sha256": _sha256(ckpt),

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import hamgan
-from hamgan.checkpoint import CheckpointError, save_checkpoint
+from hamgan.checkpoint import LEGACY_MODEL, CheckpointError, save_checkpoint
 from hamgan.cli import main
 from hamgan.config import load_config, to_dict
 from hamgan.errors import HamganError
@@ -153,6 +153,27 @@ def test_bad_exports_are_refused_and_leave_nothing(ckpt, tmp_path, capsys, monke
     with pytest.raises(RuntimeError, match="disk full"):
         export(ckpt, tmp_path / "z", sheet_rows=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "no_ema.pt", "other.json"]
+
+
+def test_old_checkpoint_exports_with_its_semantics(tmp_path):
+    """A checkpoint written before format 2 (torch BN, exact SN; see test_checkpoint.py) keeps them."""
+    old = Path(__file__).resolve().parent / "data" / "checkpoint_v1.pt"
+    out = export(old, tmp_path / "old", sheet_rows=0)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["checkpoint_version"] == 2 and meta["config"]["model"]["sn"] == "exact"
+    # a folder whose config predates keys added by a newer checkpoint format gets their legacy values
+    legacy = tmp_path / "legacy"
+    shutil.copytree(out, legacy)
+    for key in LEGACY_MODEL[2]:
+        del meta["config"]["model"][key]
+    (legacy / "config.json").write_text(json.dumps({**meta, "checkpoint_version": 1}))
+    z, y = torch.randn(3, 16, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2])
+    outputs = []
+    for source in (old, out, legacy):
+        torch.manual_seed(2)
+        with torch.no_grad():
+            outputs.append(hamgan.from_pretrained(source)(z, y))
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
 
 
 def test_damaged_or_foreign_folders_are_refused(exported, tmp_path):
