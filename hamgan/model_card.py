@@ -25,19 +25,20 @@ def _evaluations(evaluations: list[dict]) -> list[str]:
     lines = ["| source | step | generator | " + " | ".join(m[1] for m in shown) + " |",
              "|---" * (3 + len(shown)) + "|"]
     for e in evaluations:
-        gen = "G" if e.get("ema") is False else ("G_ema" if e.get("ema") else "-")
-        gen = (e.get("protocol") or {}).get("generator", gen)
+        protocol = e.get("protocol") if isinstance(e.get("protocol"), dict) else {}
+        gen = protocol.get("generator") or {True: "G_ema", False: "G"}.get(e.get("ema"), "-")
         lines.append(f"| {e['source']} | {_fmt(e.get('step'), 'd')} | {gen} | "
                      + " | ".join(_fmt(e.get(key), spec) for key, _, spec in shown) + " |")
     lines.append("")
     for e in evaluations:
         protocol = e.get("protocol")
         lines.append(f"Protocol of {e['source']}:")
-        if protocol:
+        if isinstance(protocol, dict):
             lines += ["```json", json.dumps(protocol, indent=1, sort_keys=True), "```"]
         else:
-            lines.append("not recorded (a result written before hamgan recorded protocols); "
-                         "do not compare it with numbers computed under another protocol.")
+            named = f"named `{protocol}` only" if protocol else "not recorded"
+            lines.append(f"{named} (a result written before hamgan recorded the whole protocol); do not compare "
+                         "it with numbers computed under another protocol.")
         lines.append("")
     return lines
 

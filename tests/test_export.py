@@ -112,19 +112,23 @@ def test_exporting_one_generator(ckpt, tmp_path):
 
 
 def test_model_card_records_evaluations_with_their_protocol(ckpt, tmp_path):
-    result = tmp_path / "paper.json"
+    result, older = tmp_path / "paper.json", tmp_path / "older.json"
     protocol = {"name": "paper", "generator": "G", "num_samples": 50176, "quantized": False}
     result.write_text(json.dumps({"ckpt": str(ckpt), "step": 7, "fid": 14.77, "is_mean": 58.7, "is_std": None,
                                   "num_samples": 50176, "protocol": protocol}))
-    out = export(ckpt, tmp_path / "m", results=[result], sheet_rows=0)
+    older.write_text(json.dumps({"ckpt": str(ckpt), "step": 7, "fid": 20.0, "num_samples": 50000, "ema": True,
+                                 "protocol": "studiogan"}))        # `hamgan eval --out` before protocol objects
+    out = export(ckpt, tmp_path / "m", results=[result, older], sheet_rows=0)
     card = (out / "README.md").read_text()
     assert "| metrics.jsonl (during training) | 7 | - | - | 55.50 | 2.50 |" in card   # step 6 and the cut line ignored
     assert "| paper.json | 7 | G | 50176 | 14.77 | 58.70 |" in card
+    assert "| older.json | 7 | G_ema | 50000 | 20.00 | - |" in card
     assert json.dumps(protocol, indent=1, sort_keys=True) in card
     assert "Protocol of metrics.jsonl (during training):\nnot recorded" in card
+    assert "Protocol of older.json:\nnamed `studiogan` only" in card
     assert "- steps: 7 of 2 (batch 4" in card and "best in-training FID: 55.50 at step 7" in card
     evaluations = json.loads((out / "config.json").read_text())["evaluations"]
-    assert [e["fid"] for e in evaluations] == [55.5, 14.77] and evaluations[1]["protocol"] == protocol
+    assert [e["fid"] for e in evaluations] == [55.5, 14.77, 20.0] and evaluations[1]["protocol"] == protocol
 
 
 def test_bad_exports_are_refused_and_leave_nothing(ckpt, tmp_path, capsys, monkeypatch):
@@ -190,7 +194,7 @@ def test_damaged_or_foreign_folders_are_refused(exported, tmp_path):
         hamgan.from_pretrained(tmp_path / "copy" / "..")
 
 
-def test_eval_reads_a_folder(exported, tmp_path, monkeypatch):
+def test_eval_reads_a_folder_and_its_result_goes_into_a_model_card(ckpt, exported, tmp_path, monkeypatch):
     """(That the folder's generator is the checkpoint's is shown by the sample bytes above.)"""
     monkeypatch.setenv(ENV_VAR, str(write_random_weights(tmp_path / WEIGHTS_FILE, seed=2)))
     out = tmp_path / "result.json"
@@ -198,6 +202,8 @@ def test_eval_reads_a_folder(exported, tmp_path, monkeypatch):
                  "--no-extras", "--no-progress", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["num_samples"] == 4 and result["step"] == 7 and result["ema"] and result["is_mean"] is not None
+    card = (export(ckpt, tmp_path / "m", results=[out], sheet_rows=0) / "README.md").read_text()
+    assert f"| result.json | 7 | G_ema | 4 | - | {result['is_mean']:.2f} |" in card
 
 
 @pytest.fixture
