@@ -106,7 +106,7 @@ def main():
         for k in range(args.reps):
             out = Path(tmp) / f"imported{k}.pt"
             runs.append(run_child(["-m", "hamgan", "import-tf", "--ckpt", args.ckpt, "--config", args.config,
-                                   "--out", str(out)]))
+                                   "--out", str(out), "--no-progress"]))
         size = out.stat().st_size
         reference = Path(args.ckpt).parent / "reference.npz"
         agreement = check(out, reference) if reference.is_file() else None
