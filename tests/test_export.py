@@ -207,11 +207,10 @@ def test_eval_reads_a_folder_and_its_result_goes_into_a_model_card(ckpt, exporte
 
 
 @pytest.fixture
-def hub_dir(tmp_path):
-    before = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    yield tmp_path / "hub"
-    torch.hub.set_dir(before)
+def hub_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))      # torch.hub's folder is $TORCH_HOME/hub
+    assert torch.hub.get_dir() == str(tmp_path / "torch" / "hub")
+    return tmp_path / "torch" / "hub"
 
 
 def test_torch_hub_load_offline(ckpt, exported, hub_dir, monkeypatch):
