@@ -22,11 +22,9 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from . import __version__
 from .checkpoint import VERSION as CHECKPOINT_VERSION
-from .checkpoint import CheckpointError, _upgrade, load_checkpoint
+from .checkpoint import CheckpointError, _upgrade, load_checkpoint, load_state
 from .errors import HamganError
 
 FORMAT = "hamgan-export"
@@ -149,10 +147,9 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike, weights: str | None 
     from safetensors.torch import save_file
 
     from .config import Config, from_dict
-    from .models import build_generator
-    from .checkpoint import load_state
-    from .sample import class_names_of
     from .model_card import model_card
+    from .models import build_generator
+    from .sample import class_names_of
 
     ckpt, out = Path(ckpt), Path(out)
     payload = load_checkpoint(ckpt)
@@ -163,7 +160,7 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike, weights: str | None 
     chosen = {None: have[:1], "both": have, "G_ema": ["G_ema"], "G": ["G"]}.get(weights)
     if chosen is None:
         raise HamganError(f"--weights {weights!r}: expected G_ema, G or both")
-    if any(net not in have for net in chosen) or not chosen:
+    if any(net not in have for net in chosen):
         raise HamganError(f"--weights {weights}: {ckpt} holds only {' and '.join(have)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HamganError(f"--out {out} exists and is not empty: choose a new folder")

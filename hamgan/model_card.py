@@ -57,7 +57,7 @@ def _training(cfg, meta: dict) -> list[str]:
               f"- steps: {_fmt(step, ',d')} of {t.steps:,} (batch {t.batch_size:,}, {t.d_steps} D step(s) per G step"
               + (f"; D saw {seen:,} real images)" if seen is not None else ")"),
               f"- Adam: lr G {t.lr_g:g}, D {t.lr_d:g}; betas G {tuple(t.betas_g)}, D {tuple(t.betas_d)}",
-              f"- EMA of G: " + (f"decay {t.ema_decay:g} from step {t.ema_start:,}" if t.ema else "none"),
+              "- EMA of G: " + (f"decay {t.ema_decay:g} from step {t.ema_start:,}" if t.ema else "none"),
               f"- mixed precision: {t.amp}; seed {t.seed}"]
     if meta.get("best_fid") is not None and meta.get("best_step", -1) >= 0:
         lines.append(f"- best in-training FID: {meta['best_fid']:.2f} at step {meta['best_step']:,}")

@@ -226,8 +226,8 @@ class TensorBundle:
         self.prefix = checkpoint_prefix(path)
         index = self.prefix.with_name(self.prefix.name + ".index")
         if not index.is_file():
-            hint = " (a TF1 'V1' checkpoint has no .index; re-save it with TF >= 1.x's V2 format)" \
-                if self.prefix.is_file() else ""
+            hint = (" (a single-file checkpoint is TensorFlow's old V1 format: re-save it in the V2 format with "
+                    "TensorFlow)") if self.prefix.is_file() else ""
             raise BundleError(f"{index} does not exist: pass the checkpoint prefix PATH/model.ckpt-NNNN, its "
                               f".index or .data-* file{hint}")
         data = index.read_bytes()
@@ -272,9 +272,6 @@ class TensorBundle:
             if have < need:
                 raise BundleError(f"data file {path} is truncated: {have:,} bytes, but tensor '{name}' ends at byte "
                                   f"{need:,}; the download or copy is incomplete")
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.entries
 
     def read(self, name: str) -> np.ndarray:
         """The tensor `name` as a (writable) NumPy array of its shape."""

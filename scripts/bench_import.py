@@ -40,9 +40,6 @@ def run_child(args: list[str]) -> tuple[float, float]:
 
 
 def phases(ckpt: str, config: str) -> dict[str, float]:
-    import numpy as np
-    import torch  # noqa: F401 - imported before timing
-
     from hamgan.config import load_config
     from hamgan.crc32c import crc32c
     from hamgan.tf_import import import_tf

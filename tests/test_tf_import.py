@@ -28,7 +28,7 @@ from hamgan.crc32c import crc32c, masked
 from hamgan.export import export
 from hamgan.ham import NMF
 from hamgan.layers import SpectralNorm
-from hamgan.models import build_discriminator
+from hamgan.models import build_discriminator, build_generator
 from hamgan.tf_import import TFImportError, import_tf
 from hamgan.tfbundle import TensorBundle
 
@@ -39,11 +39,10 @@ REF = dict(np.load(FIXTURE / "reference.npz"))
 G_TOL, D_TOL = 5e-5, 2e-4        # outputs: images in [-1, 1], scores ~20; measured errors ~5e-6
 
 
-def imported_networks(*overrides, path=PREFIX):
+def imported_networks(*overrides):
     """G (eval) and D of the fixture's config, with the checkpoint's values (in memory)."""
     cfg = load_config(CONFIG, list(overrides))
-    result = import_tf(path, cfg.model)
-    from hamgan.models import build_generator
+    result = import_tf(PREFIX, cfg.model)
     G, D = build_generator(cfg.model), build_discriminator(cfg.model)
     load_state(G, result.G, "G")
     load_state(D, result.D, "D")
@@ -80,7 +79,7 @@ def test_import_reproduces_tensorflow(tmp_path, capsys):
     tf_images, tf_scores = tf_outputs()
     torch.testing.assert_close(images, tf_images, rtol=0, atol=G_TOL)
     torch.testing.assert_close(scores, tf_scores, rtol=0, atol=D_TOL)
-    assert images.abs().amax() < 0.999 or (images.abs() < 0.99).float().mean() > 0.9   # tanh not saturated
+    assert (images.abs() < 0.99).float().mean() > 0.9        # tanh mostly unsaturated: differences show
 
     assert payload["step"] == 1234 and payload.get("G_ema") is None
     assert not {"opt_G", "opt_D"} & set(payload)
@@ -121,9 +120,10 @@ def test_fixture_exercises_the_official_semantics():
 
 def test_every_variable_is_mapped_or_deliberately_unused(tmp_path, capsys):
     names = json.loads((FIXTURE / "variables.json").read_text())
-    assert main(["import-tf", "--ckpt", str(PREFIX), "--config", str(CONFIG), "--dry-run"]) == 0
+    out = tmp_path / "x.pt"
+    assert main(["import-tf", "--ckpt", str(PREFIX), "--config", str(CONFIG), "--dry-run", "--out", str(out)]) == 0
     table = capsys.readouterr().out
-    assert not list(tmp_path.iterdir())
+    assert not out.exists()
     optimiser = {n for n in names if n.endswith(("/Adam", "/Adam_1")) or n.startswith(("beta1_power", "beta2_power"))}
     model = set(names) - optimiser - {"global_step"}
     lines = table.splitlines()
