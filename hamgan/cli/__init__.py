@@ -17,6 +17,9 @@ COMMANDS = {
     "eval": ("evaluate", "FID, IS, KID, precision/recall of a checkpoint or an image folder"),
     "sample": ("sample", "images from a checkpoint: grids, class sheets, interpolations, truncation, dumps, ham maps"),
     "sweep": ("sweep", "one run per grid point and seed, evaluated alike: a table (Markdown, JSON) and a plot"),
+    "import-tf": ("import_tf", "an official HamGAN TensorFlow checkpoint as a hamgan checkpoint (no TensorFlow "
+                  "needed)"),
+    "export": ("export", "a checkpoint's generator as a portable folder: safetensors weights, config, model card"),
 }
 
 

@@ -19,7 +19,7 @@ DEFAULT_NUM = 50_000
 
 def add_arguments(p):
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="checkpoint whose generator to evaluate")
+    src.add_argument("--ckpt", help="checkpoint (or exported model folder) whose generator to evaluate")
     src.add_argument("--images", metavar="DIR", help="evaluate a folder of images instead (searched recursively; "
                      "all of one size, the size the statistics were made at)")
     p.add_argument("--stats", help="reference statistics (.npz from `hamgan fid-stats`); without: IS only")
