@@ -7,7 +7,7 @@ named points ``NAME: KEY=V KEY=V`` (shell-quoted overrides). Seeds 0 .. N-1 set 
 
 Each run trains in a process of its own through `hamgan.train.train` (so its peak memory is its
 own: host RSS on the CPU, allocated memory on CUDA) and is evaluated by
-`metrics.protocol.evaluate_checkpoint` against one set of reference statistics of the data
+`metrics.checkpoint_eval.evaluate_checkpoint` against one set of reference statistics of the data
 (made once in the sweep folder unless given). Everything lands in the sweep folder:
 
     runs/<point>-s<seed>/     the run directories (with result.json once evaluated)
@@ -117,7 +117,7 @@ def run_sweep(config: Optional[str], points: list[Point], seeds: int, out: str |
     settings = settings or Settings()
     from .cli import resolve_device
     from .config import load_config, to_dict
-    from .metrics.protocol import reference_stats
+    from .metrics.checkpoint_eval import reference_stats
 
     if seeds < 1:
         raise HamganError(f"--seeds must be at least 1, got {seeds}")
@@ -172,7 +172,7 @@ def _train_and_evaluate(cfg_dict: dict, run_dir: str, evaluation: dict, device: 
 
     from .checkpoint import latest_good_snapshot
     from .config import Config, from_dict
-    from .metrics.protocol import evaluate_checkpoint
+    from .metrics.checkpoint_eval import evaluate_checkpoint
     from .train import train
 
     cfg, run_dir = from_dict(Config, cfg_dict), Path(run_dir)

@@ -73,7 +73,7 @@ def measure(cfg, ckpt, stats_dir: Path, num: int, device) -> dict:
 
     from ..errors import HamganError
     from ..metrics.inception import get_extractor
-    from ..metrics.protocol import accuracy_lines, evaluate_checkpoint, reference_stats
+    from ..metrics.checkpoint_eval import accuracy_lines, evaluate_checkpoint, reference_stats
 
     result = evaluate_checkpoint(ckpt, num_samples=ACCURACY_SAMPLES, extras=False, cache_dir=stats_dir,
                                  device=device, inception=False)

@@ -68,7 +68,7 @@ def _print(result: dict) -> None:
     if "intra_fid" in result:
         print(f"intra-class FID {result['intra_fid']:.4f}   KID {result['intra_kid']:.6f}  "
               f"(means over classes, >= {result['intra_min_count']} samples per class)")
-    from ..metrics.protocol import accuracy_lines
+    from ..metrics.checkpoint_eval import accuracy_lines
     for line in accuracy_lines(result):
         print(line)
     for note in result["notes"]:
@@ -93,7 +93,7 @@ def run(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # notes are printed from the result instead
         if args.ckpt:
-            from ..metrics.protocol import evaluate_checkpoint
+            from ..metrics.checkpoint_eval import evaluate_checkpoint
             result = evaluate_checkpoint(args.ckpt, num_samples=DEFAULT_NUM if num is None else num, stats=reference,
                                          batch_size=args.batch, device=device, seed=args.seed, extras=extras,
                                          accuracy=not args.no_accuracy, data=args.data,
