@@ -55,7 +55,7 @@ def test_fid_stats_then_eval_of_the_same_images(folder, weights, tmp_path, capsy
     assert main(["eval", "--images", str(folder), "--stats", str(out), "--out", str(results), "--batch", "4",
                  "--workers", "0", "--no-progress", "--device", "cpu"]) == 0
     r = json.loads(results.read_text())
-    assert r["num_samples"] == 4 and r["reference_count"] == 4
+    assert r["num_samples"] == 4 and r["protocol"]["reference"]["count"] == 4
     assert abs(r["fid"]) < 1e-3  # the same images: (numerically) zero
     assert (r["precision"], r["recall"]) == (1.0, 1.0)
     assert isinstance(r["kid_mean"], float)  # (the unbiased KID of a set with itself is not 0)
@@ -71,8 +71,6 @@ def test_eval_refuses_statistics_made_differently(folder, weights, tmp_path, cap
     np.savez(tmp_path / "pfid.npz", mu=np.zeros(2048), sigma=np.eye(2048))  # pytorch-fid's format
     assert main(["eval", "--images", str(folder), "--stats", str(tmp_path / "pfid.npz"), "--no-progress"]) == 2
     assert "recompute it with `hamgan fid-stats`" in capsys.readouterr().err
-    assert main(["eval", "--images", str(folder), "--protocol", "paper", "--num", "4"]) == 2
-    assert "contradicts" in capsys.readouterr().err
 
 
 def test_eval_of_a_tiny_checkpoint(weights, tmp_path, capsys):
@@ -93,10 +91,11 @@ def test_eval_of_a_tiny_checkpoint(weights, tmp_path, capsys):
     assert main(["eval", "--ckpt", str(ckpt), "--stats", str(tmp_path / "ref32.npz"), "--num", "4", "--batch", "2",
                  "--truncation", "1.0", "--out", str(results), "--no-progress", "--device", "cpu"]) == 0
     r = json.loads(results.read_text())
-    assert r["num_samples"] == 4 and r["step"] == 7 and r["ema"] is True and r["truncation"] == 1.0
+    assert r["num_samples"] == 4 and r["step"] == 7 and r["ema"] is True and r["protocol"]["truncation"] == 1.0
     assert r["fid"] > 0 and r["is_mean"] >= 1.0
     assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and r["kid_mean"] is not None
-    assert r["inception_weights"] == weights_digest(weights)
+    assert r["protocol"]["inception_weights"] == weights_digest(weights)
+    assert r["protocol"]["generator"] == "G_ema" and r["protocol"]["name"] == "pytorch_fid"
 
 
 def test_image_sources(folder, tmp_path):
@@ -106,7 +105,7 @@ def test_image_sources(folder, tmp_path):
 
     ds, info = open_images(str(folder), resolution=16, resize="lanczos")  # any layout; training's transform
     assert len(ds) == 4 and ds[0][0].shape == (3, 16, 16) and ds[0][0].dtype == torch.uint8
-    assert info == {"source": str(folder.resolve()), "source_resize": "lanczos"}
+    assert info == {"source": str(folder.resolve()), "source_resize": "lanczos", "quantized": True}
     assert ImageFiles(folder)[3][0].shape == (3, 24, 24)  # as they are
     assert [p.name for p in ImageFiles(folder).files] == ["0.png", "2.png", "1.png", "3.png"]  # c0/, then c1/
     ds, info = open_images("shapes", resolution=8)
