@@ -18,8 +18,6 @@ import numpy as np
 
 from . import resolve_device
 
-DEFAULT_NUM = 50_000
-
 
 def add_arguments(p):
     from ..metrics.protocol import PROTOCOLS
@@ -35,9 +33,9 @@ def add_arguments(p):
                    help="paper: raw G, 50,176 float images, TF1 resize to 299, IS over one split, against "
                    "`fid-stats --protocol paper` statistics; studiogan: G_ema, 50,000 images against train "
                    "statistics; default: pytorch-fid's conventions")
-    p.add_argument("--num", type=int, default=None, help=f"samples to generate (default: the protocol's, else "
-                   f"{DEFAULT_NUM:,}; fewer than the protocol's is recorded as such); with --images a random "
-                   "subset (default: all images)")
+    p.add_argument("--num", type=int, default=None, help=f"samples to generate (default: the protocol's, "
+                   f"{PROTOCOLS['pytorch_fid'].num_samples:,} without one; another count is recorded as such); with "
+                   "--images a random subset (default: all images)")
     p.add_argument("--repeats", type=int, default=1, metavar="N", help="evaluate N times with seeds seed, seed+1, "
                    "...: mean and std (ddof 1) of FID and IS (the official code scored each checkpoint 5 times)")
     p.add_argument("--batch", type=int, default=100, help="images per generator / Inception batch (default 100)")
@@ -151,7 +149,7 @@ def run(args):
             generator = "G_ema" if use_ema and payload.get("G_ema") is not None else "G"
             if use_ema and generator == "G":
                 notes.append(f"{args.ckpt} holds no G_ema: the raw G was evaluated")
-            num = args.num or (protocol.num_samples if args.protocol else DEFAULT_NUM)
+            num = args.num or protocol.num_samples
             runs = [evaluate_generator(G, num_samples=num, batch_size=args.batch, ref_stats=reference, device=device,
                                        n_classes=cfg.model.n_classes, truncation=args.truncation, seed=args.seed + r,
                                        extras=extras, progress=not args.no_progress, inception=extractor,

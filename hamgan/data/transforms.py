@@ -89,12 +89,15 @@ def tf_crop_and_resize(array: np.ndarray, size: int) -> np.ndarray:
     top, left = math.ceil((h - side) / 2), math.ceil((w - side) / 2)
     y0, y1, wy = _sample_points(top, side, size)
     x0, x1, wx = _sample_points(left, side, size)
-    rows = array.astype(np.float32, copy=False)
+    # the four neighbours of every output pixel (size, size, C), gathered (rows, then columns:
+    # np.take is several times faster than 2-d fancy indexing) before any conversion
+    upper_rows, lower_rows = np.take(array, y0, axis=0), np.take(array, y1, axis=0)
+    tl, tr = (np.take(upper_rows, x, axis=1).astype(np.float32) for x in (x0, x1))
+    bl, br = (np.take(lower_rows, x, axis=1).astype(np.float32) for x in (x0, x1))
     # TF's order of operations: along x on the upper and the lower row, then along y
-    upper, lower = rows[y0], rows[y1]
     wx = wx[None, :, None]
-    upper = upper[:, x0] + (upper[:, x1] - upper[:, x0]) * wx
-    lower = lower[:, x0] + (lower[:, x1] - lower[:, x0]) * wx
+    upper = tl + (tr - tl) * wx
+    lower = bl + (br - bl) * wx
     return upper + (lower - upper) * wy[:, None, None]
 
 
