@@ -79,18 +79,28 @@ def _upgrade(payload: dict) -> dict:
     return payload
 
 
+def load_payload(path: str | os.PathLike) -> dict:
+    """A checkpoint file, or an exported model folder (`hamgan.export`; the folder or its
+    .safetensors file), read into the same form: config, step, class_names, G, G_ema, ..."""
+    from .export import is_export, load_export
+
+    return load_export(path) if is_export(path) else load_checkpoint(path)
+
+
 def load_generator(path: str | os.PathLike, use_ema: bool = True, device="cpu"):
-    """The generator of a checkpoint, in eval mode, built from the config it carries.
+    """The generator of a checkpoint or exported folder, in eval mode, built from the config it
+    carries.
 
     Returns (G, config, payload)."""
     from .config import from_dict, Config
     from .models import build_generator
 
-    payload = load_checkpoint(path)
+    payload = load_payload(path)
     cfg = from_dict(Config, payload["config"])
     key = "G_ema" if use_ema and payload.get("G_ema") is not None else "G"
-    if key not in payload:
-        raise CheckpointError(f"{path} holds no generator weights")
+    if payload.get(key) is None:
+        raise CheckpointError(f"{path} holds no {key} weights" + (" (drop --no-ema)" if payload.get("G_ema") is not None
+                                                                  else ""))
     G = build_generator(cfg.model)
     load_state(G, payload[key], f"{path} [{key}]")
     return G.to(device).eval(), cfg, payload

@@ -37,7 +37,12 @@ def find_resume(out: Path, name: str | None, resume: str) -> ResumePoint | None:
             if found is None:
                 raise CheckpointError(f"{p} holds no usable checkpoint in {p / 'checkpoints'}")
             return ResumePoint(p, *found)
-        return ResumePoint(p.parent.parent, p, load_checkpoint(p))
+        state = load_checkpoint(p)
+        missing = [k for k in ("opt_G", "opt_D", "rng", "data") if k not in state]
+        if missing:
+            raise CheckpointError(f"{p} holds network weights only (no {', '.join(missing)}: an imported model), "
+                                  "so there is no training to resume")
+        return ResumePoint(p.parent.parent, p, state)
     runs = [out / name] if name else sorted((d for d in out.glob("[0-9]" * 5 + "-*") if d.is_dir()), reverse=True)
     for run in runs:
         found = latest_good_snapshot(run / "checkpoints")

@@ -16,6 +16,9 @@ COMMANDS = {
     "fid-stats": ("fid_stats", "reference FID statistics of a store or image folder (streamed, float64)"),
     "eval": ("evaluate", "FID, IS, KID, precision/recall of a checkpoint or an image folder"),
     "sample": ("sample", "images from a checkpoint: grids, class sheets, interpolations, truncation, dumps, ham maps"),
+    "import-tf": ("import_tf", "an official HamGAN TensorFlow checkpoint as a hamgan checkpoint (no TensorFlow "
+                  "needed)"),
+    "export": ("export", "a checkpoint's generator as a portable folder: safetensors weights, config, model card"),
 }
 
 

@@ -23,7 +23,7 @@ def add_arguments(p):
     from ..metrics.protocol import PROTOCOLS
 
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="checkpoint whose generator to evaluate")
+    src.add_argument("--ckpt", help="checkpoint (or exported model folder) whose generator to evaluate")
     src.add_argument("--images", metavar="DIR", help="evaluate a folder of images instead (searched recursively; "
                      "all of one size, the size the statistics were made at)")
     src.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),

@@ -1,6 +1,7 @@
-"""`hamgan sample`: images from a checkpoint's generator (G_ema unless --no-ema), one mode per call:
-grid, class-sheet, interpolation, truncation, dump (PNGs / .npz for external FID/IS scripts) and
-ham-maps (what each Hamburger does). The checkpoint carries its config; it loads on any machine.
+"""`hamgan sample`: images from the generator of a checkpoint or exported folder (G_ema unless
+--no-ema), one mode per call: grid, class-sheet, interpolation, truncation, dump (PNGs / .npz for
+external FID/IS scripts) and ham-maps (what each Hamburger does). Checkpoints and exported folders
+carry their config; they load on any machine.
 See `hamgan.sample` for what each mode draws."""
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ DEFAULT_NUM = {"grid": 64, "class-sheet": 8, "interpolation": 4, "truncation": 4
 
 
 def add_arguments(p):
-    p.add_argument("--ckpt", required=True, help="a hamgan checkpoint (its config is inside it)")
+    p.add_argument("--ckpt", required=True, help="a hamgan checkpoint or exported model folder (they carry their "
+                   "config)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created)")
     p.add_argument("--mode", required=True, choices=MODES, help="what to draw")
     p.add_argument("--num", type=int, metavar="N", help="grid / dump: images (64 / 1000); class-sheet: columns (8); "
