@@ -104,8 +104,9 @@ def load_generator(path: str | os.PathLike, use_ema: bool = True, device="cpu"):
     cfg = from_dict(Config, payload["config"])
     key = "G_ema" if use_ema and payload.get("G_ema") is not None else "G"
     if payload.get(key) is None:
-        raise CheckpointError(f"{path} holds no {key} weights" + (" (drop --no-ema)" if payload.get("G_ema") is not None
-                                                                  else ""))
+        hint = (", only G_ema: use it (`--ema` with `hamgan eval --protocol paper`, else leave out `--no-ema`)"
+                if payload.get("G_ema") is not None else "")
+        raise CheckpointError(f"{path} holds no {key} weights{hint}")
     G = build_generator(cfg.model)
     load_state(G, payload[key], f"{path} [{key}]")
     return G.to(device).eval(), cfg, payload

@@ -130,8 +130,10 @@ class DataConfig:
                       "decoded on the fly)")
     flip: bool = opt(False, "random horizontal flips, decided by (seed, epoch, slot) (the official run used none)")
     workers: int = opt(2, "data-loader worker processes per rank (0: load in the training process)")
-    resize: Literal["bilinear", "lanczos", "box"] = opt(
-        "bilinear", "resize filter after the centred square crop, ImageFolder sources (antialiased, PIL)")
+    resize: Literal["tf_bilinear", "bilinear", "lanczos", "box"] = opt(
+        "tf_bilinear", "resize after the centred square crop, ImageFolder sources (a store keeps the one it was "
+        "prepared with): 'tf_bilinear' (TF's crop_and_resize, the official pipeline, no antialiasing) or PIL's "
+        "antialiased 'bilinear', 'lanczos', 'box'")
     shapes_classes: int = opt(10, "classes of the procedural 'shapes' data (2..40)")
     shapes_size: int = opt(10000, "images per epoch of the procedural 'shapes' data")
 

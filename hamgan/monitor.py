@@ -34,11 +34,13 @@ class RunMonitor:
         tqdm.write(message)
         self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
+    def scalars(self, step: int, values: dict[str, float], info: dict | None = None) -> None:
+        """One metrics.jsonl row (and TensorBoard scalars) of `values`; `info` adds JSON fields to
+        the row only (e.g. the protocol an evaluation followed)."""
         if not self.enabled:
             return
         clean = {k: (float(v) if math.isfinite(float(v)) else str(float(v))) for k, v in values.items()}
-        self._jsonl.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean}) + "\n")
+        self._jsonl.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean, **(info or {})}) + "\n")
         if self._tb is not None:
             for k, v in values.items():
                 self._tb.add_scalar(k, float(v), step)

@@ -400,26 +400,39 @@ def evaluate(training: Training, monitor: RunMonitor, device: torch.device, run_
     """FID/IS (KID, ... with eval.extras) of G_ema (G without EMA) with cfg.eval's settings, and
     for a conditional G its conditional accuracy (classifiers of the data, cached next to
     eval.stats or in the run directory); all processes take part. None when unavailable (e.g.
-    no Inception weights: said in the log)."""
+    no Inception weights: said in the log). The metrics.jsonl row carries the protocol it
+    followed (`hamgan.metrics.protocol.training_protocol`)."""
     from .metrics.evaluate import evaluate_generator
+    from .metrics.fid import FIDStats
     from .metrics.inception import get_extractor
+    from .metrics.protocol import check_reference, record, reference_record, training_protocol
     cfg = training.cfg
     e = cfg.eval
+    protocol = training_protocol(cfg)
     try:
-        inception = get_extractor(device, e.inception_weights or None)   # missing weights: nothing else is done
+        reference = FIDStats.load(e.stats) if e.stats else None
+        if reference is not None:
+            check_reference(protocol, reference, e.stats)
+        extractor = get_extractor(device, e.inception_weights or None)   # missing weights: nothing else is done
         classifiers = _classifiers(cfg, Path(e.stats).parent if e.stats else run_dir, device)
         result = evaluate_generator(training.G_eval, num_samples=e.num_samples, batch_size=e.batch_size,
-                                    ref_stats=e.stats or None, device=device, n_classes=cfg.model.n_classes,
-                                    seed=cfg.train.seed, extras=e.extras, inception=inception,
-                                    progress=False, classifiers=classifiers,
+                                    ref_stats=reference, device=device, n_classes=cfg.model.n_classes,
+                                    seed=cfg.train.seed, extras=e.extras, inception=extractor, progress=False,
+                                    splits=protocol.is_splits, quantize=protocol.quantized,
+                                    resize=protocol.resize_to_299, classifiers=classifiers,
                                     class_names=training.class_names if cfg.model.n_classes else None)
     except HamganError as err:
         monitor.text(f"FID/IS skipped for this run: {err}")
         return None
+    result["protocol"] = record(protocol, generator=protocol.generator, num_samples=result["num_samples"],
+                                reference=reference_record(e.stats, reference), truncation=None,
+                                seed=cfg.train.seed, inception_weights=extractor.digest)
     monitor.scalars(training.step, {f"eval/{k}": v for k, v in result.items()
-                                    if isinstance(v, (int, float)) and v is not None})
+                                    if isinstance(v, (int, float)) and v is not None},
+                    info={"eval/protocol": result["protocol"]})
     monitor.text(f"step {training.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()
-                                                        if isinstance(v, float) and "ceiling" not in k))
+                                                        if isinstance(v, float) and "ceiling" not in k)
+                 + f" (protocol {protocol.name})")
     fid = result.get("fid")    # every process holds rank 0's result
     if fid is not None and fid < training.best_fid:
         training.best_fid, training.best_step = fid, training.step

@@ -16,7 +16,7 @@ from PIL import Image
 from hamgan.cli import main
 from hamgan.data import ImageFolderDataset, PreparedStore, ShapesDataset, open_dataset, prepare
 from hamgan.data.prepare import STOP_ENV, SimulatedCrash
-from hamgan.data.transforms import center_crop_box, crop_resize
+from hamgan.data.transforms import center_crop_box, crop_resize, tf_crop_and_resize
 from hamgan.errors import HamganError
 
 SIZE = 32
@@ -118,7 +118,7 @@ def test_store_shape_dtype_and_labels_follow_sorted_class_names(store_dir):
     assert files == [f"{c}/{f}" for c in CLASSES for f in GOOD[c]]
     assert store.labels.tolist() == [CLASSES.index(f.split("/")[0]) for f in files]
     assert store.manifest["class_counts"] == {c: len(GOOD[c]) for c in CLASSES}
-    assert (store.manifest["size"], store.manifest["resize"], store.manifest["count"]) == (SIZE, "bilinear", n)
+    assert (store.manifest["size"], store.manifest["resize"], store.manifest["count"]) == (SIZE, "tf_bilinear", n)
     image, label = store[5]
     assert image.shape == (3, SIZE, SIZE) and image.dtype == torch.uint8 and label == store.labels[5]
     assert torch.equal(image, torch.from_numpy(np.array(store.images[5])).permute(2, 0, 1))
@@ -136,10 +136,62 @@ def test_known_pattern_is_centre_cropped_then_resized(store_dir):
         assert (img[:, :13] == RED).all() and (img[:, -13:] == GREEN).all(), path
     assert center_crop_box(301, 100) == (100, 0, 200, 100)
     assert center_crop_box(100, 301) == (0, 100, 100, 200)
-    # exactly crop -> PIL bilinear resize, nothing else
-    src = split_pattern(300, 100).crop((100, 0, 200, 100)).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
-    assert np.array_equal(row(store, "n02_dog/wide.png"), np.asarray(src))
+    # exactly TF's crop_and_resize (the default), rounded, nothing else
+    ref = crop_and_resize_reference(np.asarray(split_pattern(300, 100)), SIZE)
+    assert np.abs(row(store, "n02_dog/wide.png") - np.floor(ref + 0.5)).max() <= 1
     assert (row(store, "Zebra/small.png") == (10, 200, 30)).all()  # upscaled small image
+    # with resize='bilinear': exactly crop -> PIL bilinear resize, nothing else
+    src = split_pattern(300, 100).crop((100, 0, 200, 100)).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+    assert np.array_equal(crop_resize(split_pattern(300, 100), SIZE, "bilinear"), np.asarray(src))
+
+
+def crop_and_resize_reference(a: np.ndarray, size: int) -> np.ndarray:
+    """The official input pipeline's tf.image.crop_and_resize, written out pixel by pixel in
+    float64 from its definition: the box [y1, x1, y2, x2] of the centred square with ceil
+    offsets, normalised by (H - 1, W - 1); output (i, j) reads in_y = y1 (H - 1) + i (y2 - y1)
+    (H - 1) / (size - 1) (in_x likewise), bilinear between floor and ceil of each."""
+    h, w = a.shape[:2]
+    side = min(h, w)
+    top, left = np.ceil(0.5 * (h - side)), np.ceil(0.5 * (w - side))
+    y1, x1, y2, x2 = top / (h - 1), left / (w - 1), (top + side - 1) / (h - 1), (left + side - 1) / (w - 1)
+    a = a.astype(np.float64)
+    out = np.zeros((size, size, a.shape[2]))
+    for i in range(size):
+        in_y = y1 * (h - 1) + i * (y2 - y1) * (h - 1) / (size - 1)
+        t, b, fy = int(np.floor(in_y)), int(np.ceil(in_y)), in_y - np.floor(in_y)
+        for j in range(size):
+            in_x = x1 * (w - 1) + j * (x2 - x1) * (w - 1) / (size - 1)
+            l, r, fx = int(np.floor(in_x)), int(np.ceil(in_x)), in_x - np.floor(in_x)
+            upper = a[t, l] + (a[t, r] - a[t, l]) * fx
+            lower = a[b, l] + (a[b, r] - a[b, l]) * fx
+            out[i, j] = upper + (lower - upper) * fy
+    return out
+
+
+@pytest.mark.parametrize("h, w", [(37, 52), (37, 49), (52, 37), (49, 37), (40, 40), (9, 12)],
+                         ids=["landscape-odd", "landscape-even", "portrait-odd", "portrait-even", "square", "upscale"])
+def test_tf_bilinear_is_crop_and_resize(h, w):
+    """Odd and even margins, portrait and landscape, down- and upscaling: the floats equal the
+    reference to float32 rounding, the stored uint8 are those floats rounded."""
+    a = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    ref = crop_and_resize_reference(a, 16)
+    ours = tf_crop_and_resize(a, 16)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-3)
+    stored = crop_resize(Image.fromarray(a), 16, "tf_bilinear")
+    assert stored.dtype == np.uint8 and np.abs(stored - np.floor(ref + 0.5)).max() <= 1
+    assert (stored == np.floor(ref + 0.5)).mean() > 0.99
+    # corners are the square's corner pixels: the extra pixel of an odd margin is top/left
+    top, left = -(-(h - min(h, w)) // 2), -(-(w - min(h, w)) // 2)
+    side = min(h, w)
+    np.testing.assert_array_equal(ours[0, 0], a[top, left])
+    np.testing.assert_array_equal(ours[-1, -1], a[top + side - 1, left + side - 1])
+
+
+def test_tf_bilinear_is_not_antialiased():
+    """Point sampling keeps 1-px stripes as stripes (a PIL filter would average them to grey)."""
+    out = crop_resize(stripes(241, 241), SIZE, "tf_bilinear").astype(float)
+    assert out.std() > 50
 
 
 @pytest.mark.parametrize("resize", ["bilinear", "lanczos", "box"])

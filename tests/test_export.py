@@ -107,7 +107,7 @@ def test_exporting_one_generator(ckpt, tmp_path):
     assert "class_sheet" not in (out / "README.md").read_text()
     assert not hamgan.from_pretrained(out, ema=True).training           # G stands in for the missing G_ema
     ema_only = export(ckpt, tmp_path / "e", sheet_rows=0)
-    with pytest.raises(CheckpointError, match=r"holds no G weights \(drop --no-ema\)"):
+    with pytest.raises(CheckpointError, match=r"holds no G weights, only G_ema: use it"):
         hamgan.from_pretrained(ema_only, ema=False)
 
 

@@ -57,10 +57,10 @@ class FakeExtractor(nn.Module):
         self.register_buffer("proj", torch.randn(3 * RES * RES, DIMS, generator=g) / (3 * RES * RES) ** 0.5)
         self.register_buffer("fc", torch.randn(DIMS, self.num_logits, generator=g))
 
-    def provenance(self, image_size):
+    def provenance(self, image_size, resize="pytorch_fid"):
         return {"backbone": "fake", "weights": "fake", "resize": "none", "image_size": image_size, "dims": DIMS}
 
-    def forward(self, images):
+    def forward(self, images, resize="pytorch_fid"):
         pool3 = torch.relu(images.float().flatten(1) / 255 @ self.proj)
         return pool3, pool3 @ self.fc
 

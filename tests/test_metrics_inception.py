@@ -118,8 +118,61 @@ def test_features_and_statistics_equal_pytorch_fid(torch_home, tmp_path):
     np.testing.assert_allclose(pool3[0].numpy(), theirs[0], rtol=1e-4, atol=1e-6)  # batch of 1 vs 3
     fc = torch.load(torch_home, weights_only=True)["fc.weight"]
     torch.testing.assert_close(logits, pool3 @ fc.t())
-    with pytest.raises(ValueError, match="uint8"):
-        ours(image.float())
+    # floats in [-1, 1] (generator output) are the same images: the same features, to rounding
+    pool3_float, _ = ours(image.float() / 127.5 - 1)
+    torch.testing.assert_close(pool3_float, pool3, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="uint8 or float"):
+        ours(image[:, :2])
+
+
+def tf1_legacy_bilinear_reference(x: np.ndarray, size: int) -> np.ndarray:
+    """TF1's resize_bilinear (align_corners=False, half_pixel_centers=False) written out pixel by
+    pixel from its definition: output (i, j) reads source (i * H / size, j * W / size), between
+    the floor and the ceil (clamped to the last pixel) of each coordinate."""
+    h, w = x.shape[-2:]
+    out = np.zeros(x.shape[:-2] + (size, size))
+    for i in range(size):
+        sy = np.float32(i) * (np.float32(h) / np.float32(size))
+        y0, y1 = int(np.floor(sy)), min(int(np.ceil(sy)), h - 1)
+        for j in range(size):
+            sx = np.float32(j) * (np.float32(w) / np.float32(size))
+            x0, x1 = int(np.floor(sx)), min(int(np.ceil(sx)), w - 1)
+            fy, fx = sy - np.floor(sy), sx - np.floor(sx)
+            out[..., i, j] = ((1 - fy) * ((1 - fx) * x[..., y0, x0] + fx * x[..., y0, x1])
+                              + fy * ((1 - fx) * x[..., y1, x0] + fx * x[..., y1, x1]))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (16, 16), (128, 128)])
+def test_tf1_legacy_resize_equals_its_definition_and_differs_from_pytorch_fid(shape):
+    rng = np.random.default_rng(0)
+    size = 299 if shape == (128, 128) else 11
+    x = rng.uniform(-1, 1, (2, 3) + shape).astype(np.float32)
+    ours = inc.resize_tf1_bilinear(torch.from_numpy(x), size).numpy()
+    assert ours.shape == (2, 3, size, size)
+    np.testing.assert_allclose(ours, tf1_legacy_bilinear_reference(x, size), rtol=0, atol=2e-6)
+    # the first row and column are source pixels 0 (no half-pixel shift), unlike F.interpolate's
+    np.testing.assert_array_equal(ours[..., 0, 0], x[..., 0, 0])
+    theirs = torch.nn.functional.interpolate(torch.from_numpy(x), size=size, mode="bilinear",
+                                             align_corners=False).numpy()
+    assert np.abs(ours - theirs).max() > 0.05
+
+
+def test_tf1_resize_mode_of_the_extractor(random_weights):
+    """resize='tf1_bilinear': [-1, 1] images through resize_tf1_bilinear into the same network;
+    uint8 input is mapped to [-1, 1] first; the provenance says which resize."""
+    ours = InceptionFeatures(random_weights)
+    rng = np.random.default_rng(1)
+    u8 = torch.from_numpy(rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8))
+    x = u8.float() / 127.5 - 1
+    pool3, logits = ours(x, resize="tf1_bilinear")
+    with inc._full_fp32():
+        direct = ours.features(inc.resize_tf1_bilinear(x, 299)).flatten(1)
+    torch.testing.assert_close(pool3, direct)
+    torch.testing.assert_close(ours(u8, resize="tf1_bilinear")[0], pool3, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(ours(x)[0], pool3, rtol=1e-3)
+    assert ours.provenance(32, "tf1_bilinear")["resize"] == "tf1-bilinear-299"
+    assert ours.provenance(32)["resize"] == "bilinear-299"
 
 
 def _smooth_images(n, seed):

@@ -387,3 +387,19 @@ def test_fid_in_training_is_logged_and_the_best_checkpoint_kept(tmp_path, monkey
     for key in ("eval/acc_class", "eval/acc_shape"):
         assert sorted(r["step"] for r in rows if key in r) == [1, 2, 3, 4]
     assert len(list(tmp_path.glob("classifiers-3c-32px-*.pt"))) == 1
+    # every evaluation row says which protocol it followed: the cheap in-training one
+    protocols = [r["eval/protocol"] for r in rows if "eval/fid" in r]
+    assert len(protocols) == 4 and all(p == protocols[0] for p in protocols)
+    p = protocols[0]
+    assert (p["name"], p["generator"], p["num_samples"], p["resize_to_299"], p["quantized"], p["is_splits"]) == \
+        ("training", "G_ema", 4, "pytorch_fid", True, 10)
+    assert p["reference"]["count"] == 8 and p["reference"]["file"] == str((tmp_path / "ref.npz").resolve())
+    # reference statistics of another protocol are refused, naming the differing fields
+    stats.provenance.update(protocol="paper", resize="tf1-bilinear-299")
+    stats.save(tmp_path / "paper.npz")
+    run = train(tiny("train.steps=1", "train.eval_every=1", "eval.num_samples=4", "eval.batch_size=4",
+                     f"eval.stats='{tmp_path / 'paper.npz'}'", f"eval.inception_weights='{weights}'"),
+                out=tmp_path, progress=False)
+    log = (run / "log.txt").read_text()
+    assert "FID/IS skipped" in log and "protocol: statistics 'paper', this evaluation 'pytorch_fid'" in log
+    assert "resize_to_299: statistics 'tf1_bilinear', this evaluation 'pytorch_fid'" in log

@@ -2,6 +2,8 @@
 import sys
 import warnings
 
+from ..data.transforms import RESIZES
+
 
 def add_arguments(p):
     p.add_argument("--src", required=True, help="ImageFolder root (one sub-folder per class, e.g. "
@@ -9,9 +11,10 @@ def add_arguments(p):
     p.add_argument("--out", required=True, help="store folder to write (re-run the same command to "
                    "continue an interrupted run)")
     p.add_argument("--size", type=int, default=128, help="side of the square images (default 128)")
-    p.add_argument("--resize", choices=("bilinear", "lanczos", "box"), default="bilinear",
-                   help="antialiased resize filter after the centred square crop (default bilinear, "
-                   "as the official run)")
+    p.add_argument("--resize", choices=RESIZES, default="tf_bilinear",
+                   help="resize after the centred square crop: tf_bilinear (default; TF's crop_and_resize as "
+                   "the official input pipeline: bilinear point sampling, no antialiasing) or PIL's antialiased "
+                   "bilinear, lanczos, box")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
     p.add_argument("--labels", metavar="FILE", help="label file for a flat --src: lines '<file> <label>' "
                    "(whitespace or comma separated; label = class name such as n01440764, or 0-based "

@@ -18,7 +18,7 @@ from .shapes import ShapesDataset
 from .store import PreparedStore, is_store
 
 
-def open_dataset(source: str, resolution: int | None, resize: str = "bilinear", **shapes_opts):
+def open_dataset(source: str, resolution: int | None, resize: str = "tf_bilinear", **shapes_opts):
     """'shapes' -> `ShapesDataset(resolution, **shapes_opts)` (n_classes, size, seed); a folder
     written by `hamgan prepare` -> `PreparedStore` (its resolution must equal `resolution`,
     unless that is None); any other folder -> `ImageFolderDataset` (layout validated,

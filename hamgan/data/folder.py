@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import HamganError
-from .transforms import RESAMPLE, hwc_to_chw, load_image
+from .transforms import check_resize, hwc_to_chw, load_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -257,9 +257,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     Items: (uint8 (3, resolution, resolution), int label). An unreadable file raises
     `HamganError` naming it (`hamgan prepare` skips such files instead)."""
 
-    def __init__(self, root: str | os.PathLike, resolution: int, resize: str = "bilinear"):
-        if resize not in RESAMPLE:
-            raise HamganError(f"resize must be one of {', '.join(RESAMPLE)}, got {resize!r}")
+    def __init__(self, root: str | os.PathLike, resolution: int, resize: str = "tf_bilinear"):
+        check_resize(resize, "data.resize")
         self.listing = scan_class_folders(root)
         self.root = self.listing.root
         self.resolution, self.resize = resolution, resize

@@ -30,7 +30,7 @@ import numpy as np
 from .. import __version__
 from ..errors import HamganError
 from .folder import LayoutError, Listing, read_class_names, scan_class_folders, scan_labelled_folder
-from .transforms import RESAMPLE, load_image
+from .transforms import check_resize, load_image
 
 STORE_FORMAT = "hamgan-prepared"
 STORE_VERSION = 1
@@ -143,7 +143,7 @@ def _check_out(out: Path, job: dict) -> dict | None:
     return None
 
 
-def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = 128, resize: str = "bilinear",
+def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = 128, resize: str = "tf_bilinear",
             workers: int | None = None, label_file: str | os.PathLike | None = None,
             classes: str | os.PathLike | list[str] | None = None, progress: bool = True,
             checkpoint_every: int = 10_000, _stop_after: int | None = None) -> dict:
@@ -155,8 +155,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = 128, res
     `checkpoint_every`: images between progress records (also every 10 s).
     `_stop_after`: testing hook, raise `SimulatedCrash` after that many images of this call.
     Re-running the same call on an unfinished `out` continues it; on a finished one it is a no-op."""
-    if resize not in RESAMPLE:
-        raise HamganError(f"--resize must be one of {', '.join(RESAMPLE)}, got {resize!r}")
+    check_resize(resize, "--resize")
     if size < 1:
         raise HamganError(f"--size must be positive, got {size}")
     src, out = Path(src).resolve(), Path(out).resolve()

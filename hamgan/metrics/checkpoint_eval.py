@@ -37,11 +37,12 @@ def reference_stats(cfg, path: str | os.PathLike, *, num: int, device="cpu", inc
 def evaluate_checkpoint(ckpt: str | os.PathLike, *, num_samples: int, stats=None, batch_size: int = 100,
                         device="cpu", seed: int = 0, extras: bool = True, accuracy: bool = True,
                         data: Optional[str] = None, cache_dir=None, inception=None, use_ema: bool = True,
-                        truncation: Optional[float] = None, progress: bool = True) -> dict:
-    """Evaluate a checkpoint's generator (G_ema unless `use_ema` is off): `evaluate_generator`'s
-    result plus step, ema, truncation. `accuracy`: conditional accuracy with the classifiers of
-    the run's data (`data` instead of cfg.data.source), read from or trained into `cache_dir`
-    (default: the statistics' folder, else the run directory)."""
+                        truncation: Optional[float] = None, progress: bool = True, **options) -> dict:
+    """Evaluate a checkpoint's generator (G_ema unless `use_ema` is off, or the checkpoint has
+    none): `evaluate_generator`'s result plus step and ema (whether G_ema was used). `accuracy`:
+    conditional accuracy with the classifiers of the run's data (`data` instead of
+    cfg.data.source), read from or trained into `cache_dir` (default: the statistics' folder,
+    else the run directory). `options` go to `evaluate_generator` (splits, quantize, resize)."""
     from ..checkpoint import load_generator
     from .classifier import get_classifiers, training_data
     from .evaluate import evaluate_generator
@@ -59,9 +60,9 @@ def evaluate_checkpoint(ckpt: str | os.PathLike, *, num_samples: int, stats=None
         names = classifiers.class_names
     result = evaluate_generator(G, num_samples=num_samples, batch_size=batch_size, ref_stats=stats, device=device,
                                 n_classes=cfg.model.n_classes, truncation=truncation, seed=seed, extras=extras,
-                                progress=progress, inception=inception, classifiers=classifiers, class_names=names)
-    return {**result, "step": payload.get("step"), "ema": use_ema and payload.get("G_ema") is not None,
-            "truncation": truncation}
+                                progress=progress, inception=inception, classifiers=classifiers, class_names=names,
+                                **options)
+    return {**result, "step": payload.get("step"), "ema": use_ema and payload.get("G_ema") is not None}
 
 
 def accuracy_lines(result: dict) -> list[str]:

@@ -148,12 +148,12 @@ def _extractor(inception, device) -> InceptionFeatures:
     return get_extractor(device, inception)
 
 
-def _provenance(extractor, image: torch.Tensor, reference: Optional[FIDStats],
+def _provenance(extractor, image: torch.Tensor, reference: Optional[FIDStats], resize: str,
                 class_names: Optional[list] = None) -> dict:
     """What the statistics of images like `image` (..., H, W) will be made with (and, for
     labelled images, the class names their labels index); checked against the reference
     statistics before any long run."""
-    provenance = extractor.provenance(image.shape[-1])
+    provenance = extractor.provenance(image.shape[-1], resize)
     if image.shape[-1] != image.shape[-2]:
         provenance["image_size"] = f"{image.shape[-2]}x{image.shape[-1]}"
     if reference is not None:
@@ -247,14 +247,15 @@ def sample_latents(n: int, z_dim: int, n_classes: int, truncation: Optional[floa
 def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int, ref_stats=None,
                        device="cpu", n_classes: Optional[int] = None, truncation: Optional[float] = None,
                        seed: int = 0, extras: bool = False, progress: bool = True, inception=None,
-                       splits: int = SPLITS, extras_cap: int = EXTRAS_CAP,
-                       timings: Optional[dict] = None, class_names: Optional[list] = None,
-                       classifiers=None) -> Optional[dict]:
+                       splits: int = SPLITS, extras_cap: int = EXTRAS_CAP, quantize: bool = True,
+                       resize: str = "pytorch_fid", timings: Optional[dict] = None,
+                       class_names: Optional[list] = None, classifiers=None) -> Optional[dict]:
     """FID / IS (and with `extras` KID, precision, recall) of `num_samples` generated images,
     and for a conditional G the conditional metrics (`hamgan.metrics.conditional`).
 
     G(z (B, z_dim), y (B,) or None) -> (B, 3, R, R) in [-1, 1]; run in eval mode (its mode is
-    restored after). Images are quantised with `images.to_uint8` exactly as saved PNGs.
+    restored after). With `quantize` images are rounded with `images.to_uint8` exactly as saved
+    PNGs, else fed to Inception as floats; `resize` to 299 as `InceptionFeatures` says.
     `ref_stats`: a statistics file, a loaded FIDStats, or None (no FID). `inception`: an
     InceptionFeatures (or a stand-in module, see `_extractor`), a weights path, None (the usual
     weights), or False: no Inception features at all, only the conditional accuracies.
@@ -297,7 +298,7 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
         probe = G(z.to(device), None if y is None else y.to(device))
         acc, logits = None, None
         if extractor is not None:
-            provenance = _provenance(extractor, probe, reference, class_names)
+            provenance = _provenance(extractor, probe, reference, resize, class_names)
             acc = Accumulator.for_extractor(extractor, provenance, num_samples, device, splits, keep)
         with _progress(mine_total, "eval", progress and rank == 0) as bar:
             for k in mine:
@@ -305,15 +306,16 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
                 with clock("generate"):
                     torch.manual_seed(chunk_seed(seed, k))
                     z, y = sample_latents(hi - lo, z_dim, n_classes, truncation)
-                    images = to_uint8(G(z.to(device), None if y is None else y.to(device)))
+                    images = G(z.to(device), None if y is None else y.to(device))
+                    images = to_uint8(images) if quantize else images.float()
                 if acc is not None:
                     with clock("inception"):
-                        pool3, logits = extractor(images)
+                        pool3, logits = extractor(images, resize)
                     with clock("statistics"):
                         acc.update(pool3, logits, torch.arange(lo, hi), None if class_names is None else y)
                 if conditional:
-                    with clock("classifiers"):
-                        conditional.update(images, y, logits)
+                    with clock("classifiers"):  # the classifiers take images as saved PNGs
+                        conditional.update(images if quantize else to_uint8(images), y, logits)
                 bar.update(hi - lo)
 
     with clock("summary"):  # once per evaluation: reduction, FID, IS, extras
@@ -366,20 +368,26 @@ class _Positions(torch.utils.data.Dataset):
 def evaluate_images(dataset, *, batch_size: int = 100, num: Optional[int] = None, ref_stats=None,
                     extras: bool = False, keep_features: int = EXTRAS_CAP, device="cpu", inception=None,
                     workers: int = 0, seed: int = 0, splits: int = SPLITS, progress: bool = True,
-                    desc: str = "images", timings: Optional[dict] = None) -> tuple[FIDStats, dict]:
-    """Statistics (and FID / IS / extras against `ref_stats`) of a dataset of (uint8 (3, H, W),
-    label) items, in one process.
+                    desc: str = "images", resize: str = "pytorch_fid", in_order: bool = False,
+                    timings: Optional[dict] = None) -> tuple[FIDStats, dict]:
+    """Statistics (and FID / IS / extras against `ref_stats`) of a dataset of ((3, H, W) uint8 or
+    float in [-1, 1], label) items, in one process, resized to 299 as `resize` says.
 
     `num`: a uniform random subset of that many images (seeded; sorted stores are ordered by
-    class, so a prefix would be biased). `keep_features`: size of the uniform random feature
+    class, so a prefix would be biased), or with `in_order` the first `num` in dataset order,
+    starting again from the first when `num` exceeds the dataset (the paper protocol's 50,176
+    from the 50,000 validation images). `keep_features`: size of the uniform random feature
     sample kept in the returned statistics (for KID / precision-recall; 0: none), with the
     images' labels when the dataset has `class_names` (recorded in the provenance).
     Returns (FIDStats, result dict as `evaluate_generator`'s)."""
     total = len(dataset)
-    if num is not None and num > total:
+    if num is not None and num > total and not in_order:
         raise HamganError(f"asked for {num} images but the source holds only {total}")
     rng = np.random.default_rng(seed)
-    indices = np.arange(total) if num is None or num == total else np.sort(rng.choice(total, num, replace=False))
+    if in_order:
+        indices = np.arange(total if num is None else num) % total
+    else:
+        indices = np.arange(total) if num is None or num == total else np.sort(rng.choice(total, num, replace=False))
     n = len(indices)
     if n < 2:
         raise HamganError(f"statistics need at least 2 images, got {n}")
@@ -387,7 +395,7 @@ def evaluate_images(dataset, *, batch_size: int = 100, num: Optional[int] = None
     extractor = _extractor(inception, device)
     reference = _reference(ref_stats)
     class_names = getattr(dataset, "class_names", None)
-    provenance = _provenance(extractor, dataset[int(indices[0])][0], reference, class_names)
+    provenance = _provenance(extractor, dataset[int(indices[0])][0], reference, resize, class_names)
     acc = Accumulator.for_extractor(extractor, provenance, n, device, splits,
                                     None if keep is None else torch.from_numpy(keep))
     clock = _Clock(timings, device)
@@ -403,7 +411,7 @@ def evaluate_images(dataset, *, batch_size: int = 100, num: Optional[int] = None
                 break
             images, labels, positions = batch
             with clock("inception"):
-                pool3, logits = extractor(images)
+                pool3, logits = extractor(images, resize)
             with clock("statistics"):
                 acc.update(pool3, logits, positions, None if class_names is None else labels)
             bar.update(len(positions))

@@ -1,9 +1,15 @@
 """pytorch-fid's Inception (the TF 2015-12-05 graph ported to PyTorch) as one feature extractor:
 pool3 features for FID/KID/precision-recall and the 1008 logits for IS from ONE forward pass.
 
-Input handling is pytorch-fid's exactly: uint8 -> float / 255 -> bilinear resize to 299
-(``F.interpolate``, align_corners=False, no antialias) -> 2x - 1, so features equal
-``pytorch_fid.inception.InceptionV3`` on the same images and weights.
+Images come as uint8 (B, 3, H, W) or as floats in [-1, 1] (generator output, the official
+pipeline's real images) and are resized to 299 x 299 in one of two ways (`RESIZES`):
+
+- ``pytorch_fid``: pytorch-fid's input handling exactly: uint8 -> / 255 -> ``F.interpolate``
+  (bilinear, align_corners=False: half-pixel centres, no antialias) -> 2x - 1, so features
+  equal ``pytorch_fid.inception.InceptionV3`` on the same images and weights;
+- ``tf1_bilinear``: what TF-GAN's evaluation of the official HamGAN did: images in [-1, 1]
+  resized by TF1's legacy bilinear (``tf.compat.v1.image.resize``: source position
+  out * in / out, no half-pixel centres, no antialias; `resize_tf1_bilinear`).
 
 Weights are resolved in this order: an explicit path, ``$HAMGAN_INCEPTION_WEIGHTS``, the torch
 hub cache (``$TORCH_HOME/hub/checkpoints``, where pytorch-fid keeps them), a download from
@@ -28,7 +34,10 @@ ENV_VAR = "HAMGAN_INCEPTION_WEIGHTS"
 # What a statistics file records about how its features were made; evaluations refuse
 # statistics whose values differ from theirs.
 BACKBONE = "pytorch-fid-inception-v3-2015-12-05-pool3"
-RESIZE = "bilinear-299"  # F.interpolate to 299x299, bilinear, align_corners=False, as pytorch-fid
+# resize mode -> what statistics files record of it
+RESIZES = {"pytorch_fid": "bilinear-299",         # F.interpolate, bilinear, align_corners=False
+           "tf1_bilinear": "tf1-bilinear-299"}    # tf.compat.v1.image.resize, legacy bilinear
+RESIZE = RESIZES["pytorch_fid"]
 FEATURE_DIM = 2048
 NUM_LOGITS = 1008
 INPUT_SIZE = 299
@@ -75,8 +84,9 @@ _DIGESTS: dict[tuple, str] = {}
 
 
 def weights_digest(path: str | os.PathLike) -> str:
-    """First 16 hex digits of the file's SHA-256 (recorded in statistics files: features from
-    other weights, e.g. the offline conversion vs pytorch-fid's file, are not comparable)."""
+    """First 16 hex digits of the file's SHA-256, cached per (path, size, mtime). Statistics
+    files record their weights' (features from other weights, e.g. the offline conversion vs
+    pytorch-fid's file, are not comparable); results record their statistics file's."""
     path = Path(path)
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
@@ -120,8 +130,29 @@ def _full_fp32():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def resize_tf1_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
+    """float (B, C, H, W) -> (B, C, size, size) as TF1's legacy ``resize_bilinear``
+    (align_corners=False, half_pixel_centers=False): output pixel i reads source position
+    i * (H / size) (scale and position in float32, as TF), between floor and ceil of it
+    (clamped to H - 1), interpolated in TF's order (along x on both rows, then along y)."""
+
+    def axis(n_in: int):
+        pos = torch.arange(size, dtype=torch.float32) * (torch.tensor(n_in, dtype=torch.float32) / size)
+        lower = pos.floor()
+        upper = pos.ceil().clamp_(max=n_in - 1)
+        return lower.long().to(x.device), upper.long().to(x.device), (pos - lower).to(x.device, x.dtype)
+
+    y0, y1, wy = axis(x.shape[-2])
+    x0, x1, wx = axis(x.shape[-1])
+    top, bottom = x.index_select(-2, y0), x.index_select(-2, y1)
+    top = torch.lerp(top.index_select(-1, x0), top.index_select(-1, x1), wx)
+    bottom = torch.lerp(bottom.index_select(-1, x0), bottom.index_select(-1, x1), wx)
+    return torch.lerp(top, bottom, wy[:, None])
+
+
 class InceptionFeatures(nn.Module):
-    """uint8 images (B, 3, H, W) -> (pool3 (B, 2048), logits (B, 1008)), both float32.
+    """Images (B, 3, H, W), uint8 or float in [-1, 1] -> (pool3 (B, 2048), logits (B, 1008)),
+    both float32, with the images resized to 299 by `resize` (see the module docstring).
 
     The logits are pool3 @ fc.weight^T without the fc bias, as the original Inception Score code
     computes them. The module is frozen and always in eval mode."""
@@ -153,19 +184,27 @@ class InceptionFeatures(nn.Module):
     def train(self, mode: bool = True):
         return super().train(False)  # batch norm must keep its running statistics
 
-    def provenance(self, image_size: int) -> dict:
+    def provenance(self, image_size: int, resize: str = "pytorch_fid") -> dict:
         """What statistics computed by this extractor from `image_size`-px images record."""
-        return {"backbone": BACKBONE, "weights": self.digest, "resize": RESIZE,
+        return {"backbone": BACKBONE, "weights": self.digest, "resize": RESIZES[resize],
                 "image_size": int(image_size), "dims": FEATURE_DIM}
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected uint8 images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
-        device = self.fc_weight.device
-        x = images.to(device, non_blocking=True).float().div(255)  # = torchvision's ToTensor
-        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        x = 2 * x - 1
+    def forward(self, images: torch.Tensor, resize: str = "pytorch_fid") -> tuple[torch.Tensor, torch.Tensor]:
+        if images.dim() != 4 or images.shape[1] != 3 or not (images.dtype == torch.uint8 or images.is_floating_point()):
+            raise ValueError(f"expected uint8 or float images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        if resize not in RESIZES:
+            raise ValueError(f"resize must be one of {tuple(RESIZES)}, got {resize!r}")
+        x = images.to(self.fc_weight.device, non_blocking=True)
+        if resize == "pytorch_fid":
+            # [0, 1] as torchvision's ToTensor, resize, then [-1, 1]
+            x = x.float().div(255) if x.dtype == torch.uint8 else (x.float() + 1) / 2
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+            x = 2 * x - 1
+        else:
+            # [-1, 1] first, then resize: the official evaluation resized images in [-1, 1]
+            x = x.float().div(127.5).sub(1) if x.dtype == torch.uint8 else x.float()
+            x = resize_tf1_bilinear(x, INPUT_SIZE)
         with _full_fp32():
             pool3 = self.features(x).flatten(1)
             logits = pool3 @ self.fc_weight.t()

@@ -28,17 +28,23 @@ class ImageFiles(torch.utils.data.Dataset):
     """Every image under a folder. Items: (uint8 (3, H, W), 0).
 
     With `resolution`, images get the training data's transform (largest centred square,
-    antialiased resize, `hamgan.data.transforms`), so reference statistics see the pixels the
-    GAN was trained on; without it they are read as they are (e.g. exported samples)."""
+    `resize`, `hamgan.data.transforms`), so reference statistics see the pixels the GAN was
+    trained on; without it they are read as they are (e.g. exported samples). With
+    ``quantize=False`` (``tf_bilinear`` only) items are the official pipeline's float images
+    in [-1, 1] instead, never rounded to uint8."""
 
-    def __init__(self, root: str | os.PathLike, resolution: int | None = None, resize: str = "bilinear"):
+    def __init__(self, root: str | os.PathLike, resolution: int | None = None, resize: str = "tf_bilinear",
+                 quantize: bool = True):
         self.root = Path(root)
         if not self.root.is_dir():
             raise HamganError(f"{self.root}: no such folder")
         self.files = list_images(self.root)
         if not self.files:
             raise HamganError(f"{self.root}: no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
-        self.resolution, self.resize = resolution, resize
+        if not quantize and (resolution is None or resize != "tf_bilinear"):
+            raise HamganError("float (unrounded) images come from the tf_bilinear crop and resize: "
+                              "give a resolution and resize 'tf_bilinear'")
+        self.resolution, self.resize, self.quantize = resolution, resize, quantize
 
     def __len__(self) -> int:
         return len(self.files)
@@ -48,29 +54,36 @@ class ImageFiles(torch.utils.data.Dataset):
         from ..data.transforms import hwc_to_chw, load_image, to_rgb
         try:
             if self.resolution is not None:
-                array = load_image(path, self.resolution, self.resize)
+                array = load_image(path, self.resolution, self.resize, self.quantize)
             else:
                 with Image.open(path) as img:
                     array = np.asarray(to_rgb(img), dtype=np.uint8)
         except Exception as e:
             raise HamganError(f"cannot read image {path}: {e}") from e
-        return hwc_to_chw(array), 0
+        image = hwc_to_chw(array)
+        return (image if self.quantize else image / 127.5 - 1), 0
 
 
-def open_images(source: str, resolution: int | None = None, resize: str = "bilinear"):
+def open_images(source: str, resolution: int | None = None, resize: str = "tf_bilinear", quantize: bool = True):
     """(dataset of (uint8 (3, H, W), label), description for a statistics file's provenance)
-    from 'shapes' (needs `resolution`), a prepared store (`hamgan prepare`), or an image folder."""
+    from 'shapes' (needs `resolution`), a prepared store (`hamgan prepare`), or an image folder
+    (with ``quantize=False`` float images in [-1, 1], see `ImageFiles`). The description says
+    whether the images are uint8 ("quantized")."""
     from ..data import is_store, open_dataset
 
     if source == "shapes":
         if resolution is None:
             raise HamganError("the 'shapes' data needs a resolution (--resolution)")
-        return open_dataset("shapes", resolution), {"source": "shapes", "source_resize": "procedural"}
+        return open_dataset("shapes", resolution), {"source": "shapes", "source_resize": "procedural",
+                                                    "quantized": True}
     path = Path(source).expanduser()
     if is_store(path):
         store = open_dataset(source, resolution)
-        return store, {"source": str(path.resolve()), "source_resize": store.manifest.get("resize", "")}
+        return store, {"source": str(path.resolve()), "source_resize": store.manifest.get("resize", ""),
+                       "quantized": True}
     if path.is_dir():
-        return (ImageFiles(path, resolution, resize),
-                {"source": str(path.resolve()), "source_resize": resize if resolution else "none"})
+        quantize = quantize or resolution is None    # files read as they are are uint8
+        return (ImageFiles(path, resolution, resize, quantize),
+                {"source": str(path.resolve()), "source_resize": resize if resolution else "none",
+                 "quantized": quantize})
     raise HamganError(f"{source}: neither 'shapes', a prepared store nor an image folder")
