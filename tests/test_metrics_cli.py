@@ -137,12 +137,15 @@ def test_eval_reports_conditional_accuracy_with_classifiers_cached_next_to_the_s
     r = json.loads(results.read_text())
     assert r["acc_class_ceiling"] == 0.97 and 0 <= r["acc_class"] <= 1 and sum(r["class_counts"]) == 4
     assert "class accuracy" in capsys.readouterr().out
-    # the cache is keyed by the data: other shapes (another size) would need their own classifiers, and
-    # a generator whose classes the data does not have is refused with the fix
+    # data whose classes the generator does not have: accuracy is skipped with the reason (the
+    # rest of the evaluation stands), and refused with it when that data is asked for
     cfg10 = load_config(overrides=["model.resolution=32", "model.G.ch=8", "model.D.ch=8", "model.n_classes=3"])
-    save_checkpoint({"config": to_dict(cfg10), "step": 7, "G": G.state_dict()}, tmp_path / "run" / "checkpoints" / "t10.pt")
-    assert main(["eval", "--ckpt", str(tmp_path / "run" / "checkpoints" / "t10.pt"), "--num", "4",
-                 "--no-progress", "--device", "cpu"]) == 2
+    t10 = save_checkpoint({"config": to_dict(cfg10), "step": 7, "G": G.state_dict()},
+                          tmp_path / "run" / "checkpoints" / "t10.pt")
+    common = ["eval", "--ckpt", str(t10), "--num", "4", "--no-progress", "--device", "cpu"]
+    assert main(common) == 0
+    assert "conditional accuracy skipped" in capsys.readouterr().err
+    assert main(common + ["--data", "shapes"]) == 2
     assert "data.shapes_classes" in capsys.readouterr().err
 
 

@@ -47,11 +47,18 @@ def evaluate_checkpoint(ckpt: str | os.PathLike, *, num_samples: int, stats=None
     from .classifier import get_classifiers, training_data
     from .evaluate import evaluate_generator
     G, cfg, payload = load_generator(ckpt, use_ema=use_ema, device=device)
-    classifiers = None
+    classifiers, notes = None, []
     if cfg.model.n_classes and accuracy:
         if cache_dir is None:
             cache_dir = Path(stats).parent if isinstance(stats, (str, os.PathLike)) else Path(ckpt).resolve().parent.parent
-        classifiers = get_classifiers(training_data(cfg, data), cache_dir, device=device, progress=progress)
+        try:
+            dataset = training_data(cfg, data)
+        except HamganError as e:
+            if data is not None:   # asked for: the user must hear why it does not fit
+                raise
+            notes.append(f"conditional accuracy skipped: {e} (--data)")   # the run's data is not here
+        else:
+            classifiers = get_classifiers(dataset, cache_dir, device=device, progress=progress)
     names = payload.get("class_names") if cfg.model.n_classes else None
     if classifiers is not None:
         if names is not None and list(names) != classifiers.class_names:
@@ -62,7 +69,8 @@ def evaluate_checkpoint(ckpt: str | os.PathLike, *, num_samples: int, stats=None
                                 n_classes=cfg.model.n_classes, truncation=truncation, seed=seed, extras=extras,
                                 progress=progress, inception=inception, classifiers=classifiers, class_names=names,
                                 **options)
-    return {**result, "step": payload.get("step"), "ema": use_ema and payload.get("G_ema") is not None}
+    return {**result, "notes": result["notes"] + notes, "step": payload.get("step"),
+            "ema": use_ema and payload.get("G_ema") is not None}
 
 
 def accuracy_lines(result: dict) -> list[str]:
