@@ -34,14 +34,19 @@ class CheckpointError(HamganError):
 
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
-    """Write `payload` to `path` through a temporary file in the same folder, then rename:
+    """Write `payload` as a checkpoint to `path` atomically (`save_atomic`)."""
+    return save_atomic({"format": FORMAT, "version": VERSION, **payload}, path)
+
+
+def save_atomic(obj, path: str | os.PathLike) -> Path:
+    """`torch.save(obj)` to `path` through a temporary file in the same folder, then rename:
     a crash or a full disk mid-write leaves the previous file at `path` intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -147,6 +147,9 @@ class TrainConfig:
     batch_size: int = opt(256, "global batch per step, over all processes and accumulation rounds")
     accum: int = opt(1, "gradient-accumulation rounds per step (per-process batch = batch_size / world / accum)")
     d_steps: int = opt(1, "discriminator steps per generator step")
+    augment: str = opt("", "differentiable augmentation (DiffAugment) of every image D sees, real and fake, in D "
+                       "and G phases: comma-separated of 'color', 'translation', 'cutout'; '' for none (the "
+                       "paper's runs); helps on small data")
     lr_g: float = opt(1e-4, "generator Adam learning rate")
     lr_d: float = opt(4e-4, "discriminator Adam learning rate")
     betas_g: list[float] = opt([0.0, 0.999], "generator Adam betas")
@@ -245,13 +248,29 @@ def to_dict(obj) -> dict:
 
 
 def _set_dotted(tree: dict, dotted: str, value) -> None:
+    """tree[a][b]... = value for 'a.b...'; a number indexes a list ('model.G.context.0.block'),
+    which is first copied from the defaults when the tree does not set it."""
     keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: '{key}' is not a table")
-    node[keys[-1]] = value
+    node, default = tree, to_dict(Config())
+    for i, key in enumerate(keys):
+        where = ".".join(keys[:i + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"override {dotted}: '{where}' is not an item of a list of {len(node)}")
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: '{'.'.join(keys[:i])}' is not a table or list")
+        if i == len(keys) - 1:
+            node[key] = value
+            return
+        default = default[key] if isinstance(default, (dict, list)) and _has(default, key) else None
+        if isinstance(node, dict) and key not in node:
+            node[key] = copy.deepcopy(default) if isinstance(default, list) else {}
+        node = node[key]
+
+
+def _has(container, key) -> bool:
+    return key in container if isinstance(container, dict) else isinstance(key, int) and key < len(container)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

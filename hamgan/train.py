@@ -28,6 +28,7 @@ from . import stats
 from .checkpoint import CheckpointError, list_snapshots, load_checkpoint, load_state, prune_snapshots, \
     save_checkpoint, snapshot_path
 from .config import Config, differences, from_dict, save_config, to_dict
+from .augment import DiffAugment
 from .data import build_loader, open_training_data
 from .ema import EMA
 from .errors import HamganError
@@ -146,14 +147,16 @@ class PhaseRunner:
     Per round: this process's rows of the global latents (and a batch of real images when the
     phase takes them), the Hamburgers' bases seeded alike in every round and process, DDP's
     gradient all-reduce only in the last round, autocast and the fp16 gradient scaler, and one
-    spectral-norm power iteration per step (rounds after the first reuse u, v). Only the
-    phase's network's parameters require gradients; it runs under DDP, the other one plainly
-    (`torch.compile`d when asked)."""
+    spectral-norm power iteration per step (rounds after the first reuse u, v), and with
+    `train.augment` every image D sees augmented (`_augmented`). Only the phase's network's
+    parameters require gradients; it runs under DDP, the other one plainly (`torch.compile`d
+    when asked)."""
 
     def __init__(self, training: Training, loss, loader, device: torch.device):
         self.training, self.loss, self.loader, self.device = training, loss, loader, device
         t = training.cfg.train
         self.seed, self.amp, self.channels_last = t.seed, t.amp, t.channels_last
+        self.augment = DiffAugment(t.augment)
         plain = {"G": training.G, "D": training.D}
         if t.compile:
             plain = {net: torch.compile(m) for net, m in plain.items()}
@@ -202,6 +205,8 @@ class PhaseRunner:
             batch = Batch(real, real_y, z_all[take].to(self.device),
                           None if y_all is None else y_all[take].to(self.device))
             G, D = (_with_rows(self.trained[net] if net == phase.net else self.plain[net], rows) for net in "GD")
+            if self.augment:
+                D = _augmented(D, self.augment, derive_seed(self.seed, *key, "augment"), rows)
             torch.manual_seed(derive_seed(self.seed, *key, "bases"))  # the same draws in every round and process
             one_power_iteration = power_iteration_paused(tr.G, tr.D) if k else contextlib.nullcontext()
             with self._no_sync(phase.net, k), self._autocast(), one_power_iteration:
@@ -228,6 +233,16 @@ def _with_rows(net: nn.Module, rows: Rows):
     such shares concatenated (e.g. real and fake images)."""
     def forward(x, *args):
         return net(x, *args, bases=(rows,) * (len(x) // rows.count))
+    return forward
+
+
+def _augmented(D, augment: DiffAugment, seed: int, rows: Rows):
+    """D(x, *args) that sees x augmented; x may be several shares of `rows` concatenated (real
+    and fake images), share i augmented as rows of global batch i of this (step, phase, repeat)."""
+    def forward(x, *args):
+        shares = x.split(rows.count)
+        return D(torch.cat([augment(s, derive_seed(seed, i), (rows.first, rows.total)) for i, s in enumerate(shares)]),
+                 *args)
     return forward
 
 
@@ -317,7 +332,7 @@ def training_loop(cfg: Config, run_dir: Path | None, device: torch.device, *, da
                 save_sample_grid(training, run_dir, monitor)
             new_best = False
             if evaluating and _due(step, t.eval_every):
-                result = evaluate(training, monitor, device)
+                result = evaluate(training, monitor, device, run_dir)
                 evaluating = result is not None        # unavailable: said once, the run goes on
                 new_best = evaluating and training.best_step == step
             if _due(step, t.snapshot_every) or new_best or done:
@@ -381,10 +396,12 @@ def save_sample_grid(training: Training, run_dir: Path | None, monitor: RunMonit
     monitor.image("samples", sheet, training.step)
 
 
-def evaluate(training: Training, monitor: RunMonitor, device: torch.device) -> dict | None:
-    """FID/IS of G_ema (G without EMA) with cfg.eval's settings; all processes take part. None
-    when unavailable (e.g. no Inception weights: said in the log). The metrics.jsonl row carries
-    the protocol it followed (`hamgan.metrics.protocol.training_protocol`)."""
+def evaluate(training: Training, monitor: RunMonitor, device: torch.device, run_dir: Path | None) -> dict | None:
+    """FID/IS (KID, ... with eval.extras) of G_ema (G without EMA) with cfg.eval's settings, and
+    for a conditional G its conditional accuracy (classifiers of the data, cached next to
+    eval.stats or in the run directory); all processes take part. None when unavailable (e.g.
+    no Inception weights: said in the log). The metrics.jsonl row carries the protocol it
+    followed (`hamgan.metrics.protocol.training_protocol`)."""
     from .metrics.evaluate import evaluate_generator
     from .metrics.fid import FIDStats
     from .metrics.inception import get_extractor
@@ -396,12 +413,14 @@ def evaluate(training: Training, monitor: RunMonitor, device: torch.device) -> d
         reference = FIDStats.load(e.stats) if e.stats else None
         if reference is not None:
             check_reference(protocol, reference, e.stats)
-        extractor = get_extractor(device, e.inception_weights or None)
+        extractor = get_extractor(device, e.inception_weights or None)   # missing weights: nothing else is done
+        classifiers = _classifiers(cfg, Path(e.stats).parent if e.stats else run_dir, device)
         result = evaluate_generator(training.G_eval, num_samples=e.num_samples, batch_size=e.batch_size,
                                     ref_stats=reference, device=device, n_classes=cfg.model.n_classes,
                                     seed=cfg.train.seed, extras=e.extras, inception=extractor, progress=False,
                                     splits=protocol.is_splits, quantize=protocol.quantized,
-                                    resize=protocol.resize_to_299)
+                                    resize=protocol.resize_to_299, classifiers=classifiers,
+                                    class_names=training.class_names if cfg.model.n_classes else None)
     except HamganError as err:
         monitor.text(f"FID/IS skipped for this run: {err}")
         return None
@@ -412,11 +431,25 @@ def evaluate(training: Training, monitor: RunMonitor, device: torch.device) -> d
                                     if isinstance(v, (int, float)) and v is not None},
                     info={"eval/protocol": result["protocol"]})
     monitor.text(f"step {training.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()
-                                                        if isinstance(v, float)) + f" (protocol {protocol.name})")
+                                                        if isinstance(v, float) and "ceiling" not in k)
+                 + f" (protocol {protocol.name})")
     fid = result.get("fid")    # every process holds rank 0's result
     if fid is not None and fid < training.best_fid:
         training.best_fid, training.best_step = fid, training.step
     return result
+
+
+def _classifiers(cfg: Config, cache_dir: Path | None, device: torch.device):
+    """The conditional-accuracy classifiers of the run's data (None: unconditional, or nowhere to
+    cache them). Rank 0 trains them on first use; the other processes then read its file."""
+    from .metrics.classifier import get_classifiers, training_data
+    if not cfg.model.n_classes or cache_dir is None:
+        return None
+    data = training_data(cfg)
+    if dist.is_main():
+        get_classifiers(data, cache_dir, device=device, progress=False)
+    dist.broadcast_object(None)  # a barrier: the file exists from here on
+    return get_classifiers(data, cache_dir, device=device, progress=False)
 
 
 def save_snapshot(training: Training, run_dir: Path | None, monitor: RunMonitor) -> None:

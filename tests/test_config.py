@@ -53,3 +53,19 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(None, ["train.steps=7", "model.G.context=[{at=16, block='ham', dim=8}]", "eval.stats='a b.npz'"])
     save_config(cfg, tmp_path / "config.toml")
     assert load_config(tmp_path / "config.toml") == cfg
+
+
+def test_overrides_index_lists():
+    """A number in a dotted key is a list index; the list comes from the file or the defaults."""
+    cfg = load_config(None, ["model.G.context.0.block=attn", "model.D.context.0.rank=4", "train.betas_g.1=0.9"])
+    assert cfg.model.G.context[0].block == "attn" and cfg.model.G.context[0].at == 32
+    assert cfg.model.D.context[0].rank == 4 and cfg.train.betas_g == [0.0, 0.9]
+    assert cfg.model.G.context[0].rank == 32  # the rest of the default item is kept
+    cfg = load_config("configs/demo.toml", ["model.G.context.0.grad=bptt"])
+    assert cfg.model.G.context[0].grad == "bptt" and cfg.model.G.context[0].at == 16  # the file's list
+    with pytest.raises(ConfigError, match=r"'model.G.context.1' is not an item of a list of 1"):
+        load_config(None, ["model.G.context.1.block=attn"])
+    with pytest.raises(ConfigError, match="'model.G.context.x'"):
+        load_config(None, ["model.G.context.x=1"])
+    with pytest.raises(ConfigError, match="train.steps = {'x': 1}: expected int"):
+        load_config(None, ["train.steps.x=1"])

@@ -102,13 +102,51 @@ def test_eval_of_a_tiny_checkpoint(weights, tmp_path, capsys):
              rng.gamma(1.0, 0.3, (6, 2048)).astype(np.float32)).save(tmp_path / "ref32.npz")
     results = tmp_path / "res.json"
     assert main(["eval", "--ckpt", str(ckpt), "--stats", str(tmp_path / "ref32.npz"), "--num", "4", "--batch", "2",
-                 "--truncation", "1.0", "--out", str(results), "--no-progress", "--device", "cpu"]) == 0
+                 "--truncation", "1.0", "--out", str(results), "--no-progress", "--device", "cpu", "--no-accuracy"]) == 0
     r = json.loads(results.read_text())
     assert r["num_samples"] == 4 and r["step"] == 7 and r["ema"] is True and r["protocol"]["truncation"] == 1.0
     assert r["fid"] > 0 and r["is_mean"] >= 1.0
     assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and r["kid_mean"] is not None
     assert r["protocol"]["inception_weights"] == weights_digest(weights)
     assert r["protocol"]["generator"] == "G_ema" and r["protocol"]["name"] == "pytorch_fid"
+    assert "acc_class" not in r
+
+
+def test_eval_reports_conditional_accuracy_with_classifiers_cached_next_to_the_statistics(weights, tmp_path, capsys):
+    from hamgan.checkpoint import save_checkpoint
+    from hamgan.config import load_config, to_dict
+    from hamgan.data import ShapesDataset
+    from hamgan.metrics.classifier import Classifiers, ImageClassifier, cache_key, cache_path
+    from hamgan.models import build_generator
+
+    cfg = load_config(overrides=["model.resolution=32", "model.G.ch=8", "model.D.ch=8", "model.n_classes=3",
+                                 "data.shapes_classes=3", "data.shapes_size=30"])
+    torch.manual_seed(0)
+    G = build_generator(cfg.model)
+    ckpt = save_checkpoint({"config": to_dict(cfg), "step": 7, "G": G.state_dict(), "G_ema": G.state_dict()},
+                           tmp_path / "run" / "checkpoints" / "tiny.pt")
+    # a stand-in for trained classifiers, cached for exactly this data: eval must find and use it
+    key = cache_key(ShapesDataset(32, 3, size=30, seed=0), 0)
+    model = ImageClassifier("colour", 3, 32, [0, 1, 2])
+    Classifiers(key, {"class": model}, {"class": (0.97, [0.9, 1.0, 1.0])}).save(cache_path(tmp_path / "stats", key))
+    prov = {"backbone": BACKBONE, "weights": weights_digest(weights), "resize": RESIZE, "image_size": 32, "dims": 2048}
+    FIDStats(np.full(2048, 0.3), 0.01 * np.eye(2048), 50_000, prov).save(tmp_path / "stats" / "ref32.npz")
+    results = tmp_path / "res.json"
+    assert main(["eval", "--ckpt", str(ckpt), "--stats", str(tmp_path / "stats" / "ref32.npz"), "--num", "4",
+                 "--batch", "2", "--out", str(results), "--no-progress", "--device", "cpu", "--no-extras"]) == 0
+    r = json.loads(results.read_text())
+    assert r["acc_class_ceiling"] == 0.97 and 0 <= r["acc_class"] <= 1 and sum(r["class_counts"]) == 4
+    assert "class accuracy" in capsys.readouterr().out
+    # data whose classes the generator does not have: accuracy is skipped with the reason (the
+    # rest of the evaluation stands), and refused with it when that data is asked for
+    cfg10 = load_config(overrides=["model.resolution=32", "model.G.ch=8", "model.D.ch=8", "model.n_classes=3"])
+    t10 = save_checkpoint({"config": to_dict(cfg10), "step": 7, "G": G.state_dict()},
+                          tmp_path / "run" / "checkpoints" / "t10.pt")
+    common = ["eval", "--ckpt", str(t10), "--num", "4", "--no-progress", "--device", "cpu"]
+    assert main(common) == 0
+    assert "conditional accuracy skipped" in capsys.readouterr().err
+    assert main(common + ["--data", "shapes"]) == 2
+    assert "data.shapes_classes" in capsys.readouterr().err
 
 
 def test_image_sources(folder, tmp_path):

@@ -6,6 +6,7 @@ bookkeeping is under test here (the Inception network is in test_metrics_incepti
 command-line tests), a cheap stand-in feature extractor: the real one costs ~0.2 s per image on
 a CPU."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -22,6 +23,8 @@ from hamgan.metrics.precision_recall import precision_recall
 
 RES, Z_DIM, N_CLASSES, DIMS = 16, 8, 3, 64
 ARGS = dict(num_samples=5, batch_size=2, seed=3, extras=True, extras_cap=4, progress=False)
+CLASS_NAMES = ["a", "b", "c"]
+COND_ARGS = dict(num_samples=330, batch_size=64, seed=1, extras=True, progress=False, class_names=CLASS_NAMES)
 
 
 class FakeGenerator(nn.Module):
@@ -115,6 +118,69 @@ def test_evaluation_equals_the_pipeline_written_out(setup, single):
     json.dumps(result)  # plain numbers, ready for a results file
 
 
+def conditional_setup(root):
+    """(classifiers, reference path) for conditional evaluations: a fixed untrained class
+    classifier (its predictions are arbitrary but deterministic) and labelled reference
+    features, 100 per class, of the same class names."""
+    from hamgan.metrics.classifier import Classifiers, ImageClassifier
+    torch.manual_seed(0)
+    model = ImageClassifier("colour", N_CLASSES, RES, list(range(N_CLASSES))).eval()
+    classifiers = Classifiers({"data": {"class_names": CLASS_NAMES}}, {"class": model}, {"class": (0.9, [0.8, 0.9, 1.0])})
+    rng = np.random.default_rng(1)
+    feats = rng.gamma(1.0, 0.3, (300, DIMS)).astype(np.float32)
+    ref = FIDStats(feats.mean(0), np.cov(feats, rowvar=False), 300, {**FakeExtractor().provenance(RES),
+                   "class_names": CLASS_NAMES}, feats, np.repeat(np.arange(N_CLASSES), 100))
+    return classifiers, ref.save(root / "labelled.npz")
+
+
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory):
+    classifiers, ref = conditional_setup(tmp_path_factory.mktemp("conditional"))
+    with pytest.warns(UserWarning, match="2048"):
+        result = evaluate_generator(FakeGenerator(), ref_stats=ref, inception=FakeExtractor(),
+                                    classifiers=classifiers, **COND_ARGS)
+    return classifiers, ref, result
+
+
+def test_conditional_metrics_equal_the_pipeline_written_out(conditional):
+    from hamgan.metrics.conditional import intra_class_metrics
+    classifiers, ref_path, result = conditional
+    G, extractor = FakeGenerator().eval(), FakeExtractor()
+    images, labels = [], []
+    with torch.no_grad():
+        for k in range(math.ceil(330 / 64)):
+            torch.manual_seed(chunk_seed(1, k))
+            z, y = sample_latents(min(64, 330 - 64 * k), Z_DIM, N_CLASSES)
+            images.append(to_uint8(G(z, y)))
+            labels.append(y)
+    images, labels = torch.cat(images), torch.cat(labels)
+    hit = classifiers.models["class"].predict(images) == labels
+    assert result["class_counts"] == torch.bincount(labels, minlength=N_CLASSES).tolist()
+    assert result["acc_class"] == pytest.approx(hit.double().mean().item())
+    assert result["acc_class_per_class"] == pytest.approx([hit[labels == c].double().mean().item() for c in range(3)])
+    assert (result["acc_class_ceiling"], result["acc_class_ceiling_per_class"]) == classifiers.ceilings["class"]
+    pool3, _ = extractor(images)
+    f = pool3.numpy()
+    sample = FIDStats(f.mean(0), np.cov(f, rowvar=False), len(f), {}, f, labels.numpy())
+    expected = intra_class_metrics(sample, FIDStats.load(ref_path), N_CLASSES, [])
+    assert result["intra_fid"] == pytest.approx(expected["intra_fid"], rel=1e-6)
+    assert result["intra_kid"] == pytest.approx(expected["intra_kid"], rel=1e-5)
+    assert "acc_inception" not in result  # not ImageNet classes
+    json.dumps(result)
+
+
+def test_accuracy_alone_needs_no_inception(conditional):
+    """inception=False: the same conditional accuracies, no Inception features at all."""
+    classifiers, ref_path, result = conditional
+    alone = evaluate_generator(FakeGenerator(), inception=False, classifiers=classifiers,
+                               **{**COND_ARGS, "extras": False})
+    assert alone["fid"] is None and "is_mean" not in alone and alone["num_samples"] == 330
+    for key in ("acc_class", "acc_class_per_class", "class_counts"):
+        assert alone[key] == result[key], key
+    with pytest.raises(HamganError, match="needs Inception features"):
+        evaluate_generator(FakeGenerator(), inception=False, ref_stats=ref_path, **COND_ARGS)
+
+
 def test_mismatched_reference_is_refused_before_generating(setup, tmp_path):
     extractor, ref_path = setup
     ref = FIDStats.load(ref_path)
@@ -145,11 +211,15 @@ def _ddp_worker(rank, init_file, ref, out_dir):
     try:
         result = evaluate_generator(FakeGenerator(), ref_stats=ref, inception=FakeExtractor(), **ARGS)
         (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
+        classifiers, labelled = conditional_setup(out_dir / f"r{rank}")
+        result = evaluate_generator(FakeGenerator(), ref_stats=labelled, inception=FakeExtractor(),
+                                    classifiers=classifiers, **COND_ARGS)
+        (out_dir / f"conditional{rank}.json").write_text(json.dumps(result))
     finally:
         dist.destroy_process_group()
 
 
-def test_two_gloo_processes_equal_one(setup, single, tmp_path):
+def test_two_gloo_processes_equal_one(setup, single, conditional, tmp_path):
     import warnings
 
     import torch.multiprocessing as mp
@@ -163,3 +233,7 @@ def test_two_gloo_processes_equal_one(setup, single, tmp_path):
         assert got.keys() == expected.keys() and got["num_samples"] == 5
         for key in ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall"):
             assert got[key] == pytest.approx(expected[key], rel=1e-7, abs=1e-12), key
+        got, expected_cond = json.loads((tmp_path / f"conditional{rank}.json").read_text()), conditional[2]
+        assert got.keys() == expected_cond.keys()
+        for key in ("class_counts", "acc_class", "acc_class_per_class", "intra_fid_per_class", "intra_kid_per_class"):
+            assert got[key] == pytest.approx(expected_cond[key], rel=1e-6), key

@@ -65,6 +65,8 @@ def last_snapshot(run_dir):
 # zero) gradients of conv biases before batch norm turn into full-size random steps. A large eps
 # makes Adam's update ~ lr * grad there; the larger lr keeps the steps clearly visible.
 LINEAR_ADAM = ["train.eps_g=1.0", "train.eps_d=1.0", "train.lr_g=0.05", "train.lr_d=0.05"]
+# resume, processes and accumulation rounds are tested with augmentation on: it must follow them too
+AUGMENT = "train.augment='color,translation,cutout'"
 
 
 def assert_moved(state, cfg, at_least=1e-3):
@@ -137,7 +139,7 @@ def run_cli(*args, cwd):
 
 
 def test_resume_in_a_fresh_process_is_bit_identical(tmp_path):
-    common = ["train", "--out", str(tmp_path), "--no-progress", *TINY, "train.steps=6", "train.accum=2"]
+    common = ["train", "--out", str(tmp_path), "--no-progress", *TINY, "train.steps=6", "train.accum=2", AUGMENT]
     straight = run_cli(*common, "--name", "straight", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr
     first = run_cli(*common, "--name", "split", "train.steps=3", cwd=tmp_path)
@@ -177,7 +179,7 @@ def test_ddp_on_two_processes_equals_one_process_with_the_whole_batch(tmp_path):
     # that close to 0 switches between the runs and changes G's gradient at a few pixels by O(1).
     # How many units lie that close depends on the weights (with seed 0 and the official "at
     # most 1" spectral norm, one does); with seed 1 none does.
-    overrides = ["train.batch_size=6", "train.steps=2", "train.seed=1", *LINEAR_ADAM]
+    overrides = ["train.batch_size=6", "train.steps=2", "train.seed=1", AUGMENT, *LINEAR_ADAM]
     mp.start_processes(_ddp_worker, args=(2, free_port(), str(tmp_path), overrides), nprocs=2,
                        start_method="spawn")
     train(tiny(*overrides), out=tmp_path, name="single", progress=False, device="cpu")
@@ -195,9 +197,39 @@ def test_accumulation_equals_one_big_batch(tmp_path, monkeypatch):
         return F.batch_norm(x, self.running_mean, self.running_var, None, None, False, 0.0, self.eps)
 
     monkeypatch.setattr(layers.BatchNorm2d, "normalise", fixed_stats)
-    train(tiny("train.batch_size=6", "train.accum=2", *LINEAR_ADAM), out=tmp_path, name="accum", progress=False)
-    train(tiny("train.batch_size=6", *LINEAR_ADAM), out=tmp_path, name="whole", progress=False)
-    assert_same_training(tmp_path / "accum", tmp_path / "whole", tiny(*LINEAR_ADAM))
+    # seed 1: as in the DDP test, no ReLU unit of D lies within reduction-order noise of 0
+    common = ("train.batch_size=6", "train.seed=1", AUGMENT, *LINEAR_ADAM)
+    train(tiny("train.accum=2", *common), out=tmp_path, name="accum", progress=False)
+    train(tiny(*common), out=tmp_path, name="whole", progress=False)
+    assert_same_training(tmp_path / "accum", tmp_path / "whole", tiny(*common))
+
+
+def test_augmentation_shows_d_every_image_augmented_in_both_phases():
+    """With train.augment, D's input in each phase is its input without augmentation passed
+    through DiffAugment, real and fake as separate global batches seeded from (seed, step,
+    phase, repeat); in the G phase the gradient reaches G through it."""
+    from hamgan.augment import DiffAugment
+    from hamgan.rng import derive_seed
+    from hamgan.train import build, train_step
+
+    def one_step(*overrides):
+        training, runner, _ = build(tiny("train.batch_size=4", *overrides), torch.device("cpu"))
+        seen = []
+        training.D.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+        train_step(training, runner)
+        return seen, [p.grad.clone() for p in training.G.parameters()]
+
+    plain, g_plain = one_step()
+    augmented, g_augmented = one_step(AUGMENT)
+    policy = DiffAugment("color,translation,cutout")
+    for x, got, phase in zip(plain, augmented, ("D", "G")):
+        seed = derive_seed(0, 0, phase, 0, "augment")
+        shares = x.split(4)
+        assert len(shares) == (2 if phase == "D" else 1)
+        want = torch.cat([policy(share, derive_seed(seed, i), (0, 4)) for i, share in enumerate(shares)])
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert sum(g.abs().sum() for g in g_augmented) > 0
+    assert any(not torch.allclose(a, b) for a, b in zip(g_plain, g_augmented))
 
 
 # --------------------------------------------------------------------------- failures
@@ -327,11 +359,16 @@ def test_without_inception_weights_the_run_continues_and_says_why_once(tmp_path)
     assert last_snapshot(run)["step"] == 3
 
 
-def test_fid_in_training_is_logged_and_the_best_checkpoint_kept(tmp_path):
-    """Seeded random Inception weights stand in for the real ones (same code path)."""
+def test_fid_in_training_is_logged_and_the_best_checkpoint_kept(tmp_path, monkeypatch):
+    """Seeded random Inception weights stand in for the real ones (same code path); the
+    conditional accuracies are logged next to FID, with classifiers trained by a short recipe
+    on first use and cached next to the statistics."""
     from hamgan.data import ShapesDataset
+    from hamgan.metrics import classifier
     from hamgan.metrics.evaluate import evaluate_images
     from hamgan.metrics.inception import write_random_weights
+
+    monkeypatch.setattr(classifier, "STEPS", 3)
 
     weights = write_random_weights(tmp_path / "inception.pth")
     stats, _ = evaluate_images(ShapesDataset(32, n_classes=3, size=8), batch_size=8, inception=str(weights),
@@ -347,6 +384,9 @@ def test_fid_in_training_is_logged_and_the_best_checkpoint_kept(tmp_path):
     kept = [p.name for p in list_snapshots(run / "checkpoints")]
     assert f"ckpt-{best:09d}.pt" in kept and "ckpt-000000004.pt" in kept and len(kept) <= 2
     assert last_snapshot(run)["best_step"] == best
+    for key in ("eval/acc_class", "eval/acc_shape"):
+        assert sorted(r["step"] for r in rows if key in r) == [1, 2, 3, 4]
+    assert len(list(tmp_path.glob("classifiers-3c-32px-*.pt"))) == 1
     # every evaluation row says which protocol it followed: the cheap in-training one
     protocols = [r["eval/protocol"] for r in rows if "eval/fid" in r]
     assert len(protocols) == 4 and all(p == protocols[0] for p in protocols)

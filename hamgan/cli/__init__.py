@@ -14,8 +14,9 @@ COMMANDS = {
     "describe": ("describe", "print G and D of a config per resolution, with parameter counts"),
     "prepare": ("prepare", "ImageFolder (or flat folder + label file) -> memory-mapped uint8 store"),
     "fid-stats": ("fid_stats", "reference FID statistics of a store or image folder (streamed, float64)"),
-    "eval": ("evaluate", "FID, IS, KID, precision/recall of a checkpoint or an image folder"),
+    "eval": ("evaluate", "FID, IS, KID, precision/recall, conditional accuracy of a checkpoint or an image folder"),
     "sample": ("sample", "images from a checkpoint: grids, class sheets, interpolations, truncation, dumps, ham maps"),
+    "sweep": ("sweep", "one run per grid point and seed, evaluated alike: a table (Markdown, JSON) and a plot"),
     "import-tf": ("import_tf", "an official HamGAN TensorFlow checkpoint as a hamgan checkpoint (no TensorFlow "
                   "needed)"),
     "export": ("export", "a checkpoint's generator as a portable folder: safetensors weights, config, model card"),

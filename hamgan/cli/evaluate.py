@@ -1,6 +1,8 @@
 """`hamgan eval`: FID and IS (plus KID and precision/recall, k = 3) of a checkpoint's generator or
-of an image folder, against reference statistics from `hamgan fid-stats`; printed and written
-as JSON with a "protocol" object (`hamgan.metrics.protocol`) that records every convention the
+of an image folder, against reference statistics from `hamgan fid-stats`; for a conditional
+generator also its conditional accuracy under classifiers of its training data (trained on
+first use and cached next to the statistics) and intra-class FID/KID; printed and written as
+JSON with a "protocol" object (`hamgan.metrics.protocol`) that records every convention the
 numbers depend on. `hamgan eval --compare A.json B.json` lists the protocol fields in which two
 results differ.
 
@@ -46,7 +48,11 @@ def add_arguments(p):
     p.add_argument("--truncation", type=float, default=None, metavar="T",
                    help="draw z from a normal truncated to [-T, T] (default: no truncation)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents and labels (default 0)")
-    p.add_argument("--no-extras", action="store_true", help="skip KID and precision/recall")
+    p.add_argument("--no-extras", action="store_true", help="skip KID, precision/recall and intra-class FID/KID")
+    p.add_argument("--no-accuracy", action="store_true", help="skip conditional accuracy (no classifiers are "
+                   "trained or read)")
+    p.add_argument("--data", metavar="SOURCE", help="labelled real data the accuracy classifiers learn "
+                   "(default: the checkpoint's training data, data.source)")
     p.add_argument("--out", metavar="JSON", help="also write the results to this file")
     p.add_argument("--inception-weights", metavar="PATH", help="pytorch-fid's Inception weights file "
                    "(default: $HAMGAN_INCEPTION_WEIGHTS, then the torch hub cache, then download)")
@@ -74,6 +80,12 @@ def _print(result: dict) -> None:
     if "kid_mean" in result:
         print(f"KID        {_fmt(result['kid_mean'], '.6f')} +- {_fmt(result['kid_std'], '.6f')}")
         print(f"precision  {_fmt(result['precision'], '.4f')}   recall {_fmt(result['recall'], '.4f')}  (k = 3)")
+    if "intra_fid" in result:
+        print(f"intra-class FID {result['intra_fid']:.4f}   KID {result['intra_kid']:.6f}  "
+              f"(means over classes, >= {result['intra_min_count']} samples per class)")
+    from ..metrics.checkpoint_eval import accuracy_lines
+    for line in accuracy_lines(result):
+        print(line)
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
 
@@ -122,7 +134,7 @@ def run(args):
         return compare(args.compare)
 
     from ..errors import HamganError
-    from ..metrics.evaluate import evaluate_generator, evaluate_images
+    from ..metrics.evaluate import evaluate_images
     from ..metrics.fid import FIDStats
     from ..metrics.inception import get_extractor
     from ..metrics.protocol import PROTOCOLS, check_reference, record, reference_record
@@ -132,6 +144,8 @@ def run(args):
         raise HamganError(f"--repeats must be at least 1, got {args.repeats}")
     if args.num is not None and args.num < 2:
         raise HamganError(f"--num must be at least 2, got {args.num}")
+    if args.images and (args.data or args.no_accuracy):
+        raise HamganError("--data and --no-accuracy apply to --ckpt (an image folder has no classes)")
     device = resolve_device(args.device)
     reference = FIDStats.load(args.stats) if args.stats else None
     if reference is not None:
@@ -143,20 +157,21 @@ def run(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # notes are printed from the result instead
         if args.ckpt:
-            from ..checkpoint import load_generator
+            from ..metrics.checkpoint_eval import evaluate_checkpoint
             use_ema = args.ema or (protocol.generator == "G_ema" and not args.no_ema)
-            G, cfg, payload = load_generator(args.ckpt, use_ema=use_ema, device=device)
-            generator = "G_ema" if use_ema and payload.get("G_ema") is not None else "G"
+            num = args.num or protocol.num_samples
+            runs = [evaluate_checkpoint(args.ckpt, num_samples=num, stats=reference, batch_size=args.batch,
+                                        device=device, seed=args.seed + r, extras=extras,
+                                        accuracy=not args.no_accuracy, data=args.data,
+                                        cache_dir=Path(args.stats).parent if args.stats else None,
+                                        inception=extractor, use_ema=use_ema, truncation=args.truncation,
+                                        progress=not args.no_progress, splits=protocol.is_splits,
+                                        quantize=protocol.quantized, resize=protocol.resize_to_299)
+                    for r in range(args.repeats)]
+            generator = "G_ema" if runs[0]["ema"] else "G"
             if use_ema and generator == "G":
                 notes.append(f"{args.ckpt} holds no G_ema: the raw G was evaluated")
-            num = args.num or protocol.num_samples
-            runs = [evaluate_generator(G, num_samples=num, batch_size=args.batch, ref_stats=reference, device=device,
-                                       n_classes=cfg.model.n_classes, truncation=args.truncation, seed=args.seed + r,
-                                       extras=extras, progress=not args.no_progress, inception=extractor,
-                                       splits=protocol.is_splits, quantize=protocol.quantized,
-                                       resize=protocol.resize_to_299)
-                    for r in range(args.repeats)]
-            info.update(ckpt=args.ckpt, step=payload.get("step"), ema=generator == "G_ema")
+            info.update(ckpt=args.ckpt, step=runs[0]["step"], ema=generator == "G_ema")
         else:
             if args.truncation is not None or args.ema or args.no_ema or args.repeats > 1:
                 raise HamganError("--truncation, --ema, --no-ema and --repeats apply to --ckpt, not to --images")

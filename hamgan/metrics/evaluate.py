@@ -46,6 +46,9 @@ class Accumulator:
         self.keep = None if keep is None or len(keep) == 0 else keep.to(device)
         self.kept = (torch.zeros(len(self.keep), dims, device=device)
                      if self.keep is not None else None)
+        self.kept_labels = (torch.zeros(len(self.keep), dtype=torch.long, device=device)
+                            if self.keep is not None else None)
+        self.labelled = False  # whether update() was given the images' classes
 
     @classmethod
     def for_extractor(cls, extractor, provenance: dict, num_samples: int, device, splits: int,
@@ -53,15 +56,20 @@ class Accumulator:
         return cls(num_samples, device, splits, keep, dims=provenance["dims"],
                    num_logits=getattr(extractor, "num_logits", NUM_LOGITS))
 
-    def update(self, pool3: torch.Tensor, logits: torch.Tensor, index: torch.Tensor) -> None:
-        """pool3 (B, 2048), logits (B, 1008), index (B,) positions of these images."""
+    def update(self, pool3: torch.Tensor, logits: torch.Tensor, index: torch.Tensor,
+               labels: Optional[torch.Tensor] = None) -> None:
+        """pool3 (B, 2048), logits (B, 1008), index (B,) positions of these images, and
+        optionally their classes (B,) (kept with the features, for intra-class metrics)."""
         index = index.to(self.stats.sum.device)
         self.stats.update(pool3)
         self.inception_score.update(logits, index)
+        self.labelled = labels is not None
         if self.keep is not None:
             slot = torch.searchsorted(self.keep, index).clamp_(max=len(self.keep) - 1)
             hit = self.keep[slot] == index
             self.kept[slot[hit]] = pool3[hit].to(self.kept)
+            if labels is not None:
+                self.kept_labels[slot[hit]] = labels.to(hit.device)[hit]
 
     def all_reduce(self) -> None:
         """Sum over processes; every index is seen by exactly one, so kept rows add up."""
@@ -70,14 +78,16 @@ class Accumulator:
         self.inception_score.all_reduce()
         if self.kept is not None:
             dist.all_reduce(self.kept)
+            dist.all_reduce(self.kept_labels)
 
     def summarize(self, provenance: dict, reference: Optional[FIDStats], extras: bool,
                   has_classifier: bool = True) -> tuple[FIDStats, dict]:
         """(statistics of these images, {fid, is_mean, is_std, [kid_mean, kid_std, precision,
-        recall], num_samples, notes})."""
+        recall, intra-class FID/KID], num_samples, notes}). Intra-class metrics need labelled
+        images and a reference whose provenance has the same `class_names`."""
         if self.stats.count != self.num_samples:
             raise RuntimeError(f"saw {self.stats.count} images, expected {self.num_samples}")
-        sample = FIDStats.from_stream(self.stats, provenance, self.kept)
+        sample = FIDStats.from_stream(self.stats, provenance, self.kept, self.kept_labels if self.labelled else None)
         is_mean, is_std = self.inception_score.result()
         out = {"fid": None, "is_mean": is_mean, "is_std": is_std, "num_samples": self.stats.count}
         notes = []
@@ -97,7 +107,9 @@ class Accumulator:
 
 
 def extra_metrics(sample: FIDStats, reference: Optional[FIDStats], notes: list, device="cpu") -> dict:
-    """KID and precision/recall from the kept feature samples (None where one side has none)."""
+    """KID and precision/recall from the kept feature samples (None where one side has none),
+    and intra-class FID/KID when both samples are labelled with the same classes."""
+    from .conditional import intra_class_metrics
     from .kid import kernel_inception_distance
     from .precision_recall import precision_recall
 
@@ -113,6 +125,13 @@ def extra_metrics(sample: FIDStats, reference: Optional[FIDStats], notes: list, 
                                                                 device=device)
     out["precision"], out["recall"] = precision_recall(reference.features, sample.features, k=PR_K,
                                                        device=device)
+    classes = sample.provenance.get("class_names")
+    if sample.labels is not None and classes:
+        if reference.labels is None or reference.provenance.get("class_names") != classes:
+            notes.append("intra-class FID/KID need reference statistics of labelled images of the same classes "
+                         "(`hamgan fid-stats` of the training data or its validation split)")
+        else:
+            out.update(intra_class_metrics(sample, reference, len(classes), notes, device=device))
     return out
 
 
@@ -129,15 +148,36 @@ def _extractor(inception, device) -> InceptionFeatures:
     return get_extractor(device, inception)
 
 
-def _provenance(extractor, image: torch.Tensor, reference: Optional[FIDStats], resize: str) -> dict:
-    """What the statistics of images like `image` (..., H, W) will be made with; checked against
-    the reference statistics before any long run."""
+def _provenance(extractor, image: torch.Tensor, reference: Optional[FIDStats], resize: str,
+                class_names: Optional[list] = None) -> dict:
+    """What the statistics of images like `image` (..., H, W) will be made with (and, for
+    labelled images, the class names their labels index); checked against the reference
+    statistics before any long run."""
     provenance = extractor.provenance(image.shape[-1], resize)
     if image.shape[-1] != image.shape[-2]:
         provenance["image_size"] = f"{image.shape[-2]}x{image.shape[-1]}"
     if reference is not None:
         reference.check_compatible(provenance)
+    if class_names is not None:
+        provenance["class_names"] = list(class_names)
     return provenance
+
+
+def _conditional_metrics(n_classes: int, class_names, classifiers, reference: Optional[FIDStats], extractor,
+                         device) -> tuple:
+    """(ConditionalMetrics for these classes, notes on what is unavailable and why)."""
+    from .conditional import ConditionalMetrics, InceptionHead, imagenet_classes
+    notes, head = [], None
+    if class_names is not None and imagenet_classes(class_names) and extractor is not None:
+        if not extractor.has_classifier:
+            notes.append("Inception accuracy unavailable: these Inception weights have no classifier (fc layer all "
+                         "zeros, e.g. the offline conversion); use pytorch-fid's weights file")
+        elif reference is None or reference.labels is None or reference.provenance.get("class_names") != class_names:
+            notes.append("Inception accuracy needs reference statistics of labelled images of these classes "
+                         "(`hamgan fid-stats` of a prepared ImageNet store)")
+        else:
+            head = InceptionHead.fit(reference, extractor.fc_weight, n_classes)
+    return ConditionalMetrics(n_classes, classifiers, head, device), notes
 
 
 def _reference(ref_stats) -> Optional[FIDStats]:
@@ -208,17 +248,24 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
                        device="cpu", n_classes: Optional[int] = None, truncation: Optional[float] = None,
                        seed: int = 0, extras: bool = False, progress: bool = True, inception=None,
                        splits: int = SPLITS, extras_cap: int = EXTRAS_CAP, quantize: bool = True,
-                       resize: str = "pytorch_fid", timings: Optional[dict] = None) -> Optional[dict]:
-    """FID / IS (and with `extras` KID, precision, recall) of `num_samples` generated images.
+                       resize: str = "pytorch_fid", timings: Optional[dict] = None,
+                       class_names: Optional[list] = None, classifiers=None) -> Optional[dict]:
+    """FID / IS (and with `extras` KID, precision, recall) of `num_samples` generated images,
+    and for a conditional G the conditional metrics (`hamgan.metrics.conditional`).
 
     G(z (B, z_dim), y (B,) or None) -> (B, 3, R, R) in [-1, 1]; run in eval mode (its mode is
     restored after). With `quantize` images are rounded with `images.to_uint8` exactly as saved
     PNGs, else fed to Inception as floats; `resize` to 299 as `InceptionFeatures` says.
     `ref_stats`: a statistics file, a loaded FIDStats, or None (no FID). `inception`: an
-    InceptionFeatures (or a stand-in module, see `_extractor`), a weights path, or None.
+    InceptionFeatures (or a stand-in module, see `_extractor`), a weights path, None (the usual
+    weights), or False: no Inception features at all, only the conditional accuracies.
     `batch_size` is per process. `timings`: a dict that receives seconds spent in 'generate',
-    'inception', 'statistics' (per batch) and 'summary' (once: reduction, distances). Returns {fid (None without reference), is_mean, is_std,
-    num_samples, notes} plus, with `extras`, kid_mean, kid_std, precision, recall.
+    'inception', 'statistics', 'classifiers' (per batch) and 'summary' (once: reduction,
+    distances). `class_names`: the generator's classes (enables intra-class FID/KID with
+    `extras`, and Inception's own accuracy for ImageNet classes); `classifiers`: a
+    `classifier.Classifiers` of the training data (accuracy under each, with its ceiling).
+    Returns {fid (None without reference), is_mean, is_std, num_samples, notes} plus, with
+    `extras`, kid_mean, kid_std, precision, recall, and the conditional metrics.
 
     Under torch.distributed every process must call this; all get rank 0's result dict."""
     if num_samples < 2:
@@ -229,20 +276,30 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
     net = getattr(G, "module", G)  # DDP-wrapped or not
     z_dim = net.z_dim
     n_classes = net.n_classes if n_classes is None else n_classes
-    extractor = _extractor(inception, device)
+    extractor = None if inception is False else _extractor(inception, device)
     reference = _reference(ref_stats)
+    if extractor is None and reference is not None:
+        raise HamganError("FID against reference statistics needs Inception features (inception=False given)")
     keep = torch.arange(min(extras_cap, num_samples)) if extras else None
     clock = _Clock(timings, device)
     mine = range(rank, math.ceil(num_samples / batch_size), world)
     mine_total = sum(min(batch_size, num_samples - k * batch_size) for k in mine)
+    if classifiers is not None and class_names is None:
+        class_names = classifiers.class_names
+    if class_names is not None and len(class_names) != n_classes:
+        raise HamganError(f"{len(class_names)} class names given for a generator of {n_classes} classes")
+    conditional, conditional_notes = _conditional_metrics(n_classes, class_names, classifiers, reference,
+                                                          extractor, device)
 
     with eval_mode(G), torch.no_grad(), private_rng():
         # one sample first: its size completes the provenance, checked before the long run
         torch.manual_seed(chunk_seed(seed, 0))
         z, y = sample_latents(1, z_dim, n_classes, truncation)
         probe = G(z.to(device), None if y is None else y.to(device))
-        provenance = _provenance(extractor, probe, reference, resize)
-        acc = Accumulator.for_extractor(extractor, provenance, num_samples, device, splits, keep)
+        acc, logits = None, None
+        if extractor is not None:
+            provenance = _provenance(extractor, probe, reference, resize, class_names)
+            acc = Accumulator.for_extractor(extractor, provenance, num_samples, device, splits, keep)
         with _progress(mine_total, "eval", progress and rank == 0) as bar:
             for k in mine:
                 lo, hi = k * batch_size, min(num_samples, (k + 1) * batch_size)
@@ -251,19 +308,29 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
                     z, y = sample_latents(hi - lo, z_dim, n_classes, truncation)
                     images = G(z.to(device), None if y is None else y.to(device))
                     images = to_uint8(images) if quantize else images.float()
-                with clock("inception"):
-                    pool3, logits = extractor(images, resize)
-                with clock("statistics"):
-                    acc.update(pool3, logits, torch.arange(lo, hi))
+                if acc is not None:
+                    with clock("inception"):
+                        pool3, logits = extractor(images, resize)
+                    with clock("statistics"):
+                        acc.update(pool3, logits, torch.arange(lo, hi), None if class_names is None else y)
+                if conditional:
+                    with clock("classifiers"):  # the classifiers take images as saved PNGs
+                        conditional.update(images if quantize else to_uint8(images), y, logits)
                 bar.update(hi - lo)
 
     with clock("summary"):  # once per evaluation: reduction, FID, IS, extras
         if world > 1:
-            acc.all_reduce()
+            if acc is not None:
+                acc.all_reduce()
+            conditional.all_reduce()
         result, error = None, None
         if rank == 0:
             try:
-                _, result = acc.summarize(provenance, reference, extras, extractor.has_classifier)
+                result = ({"fid": None, "num_samples": num_samples,
+                           "notes": ["no Inception features: FID, IS, KID not computed"]}
+                          if acc is None else acc.summarize(provenance, reference, extras, extractor.has_classifier)[1])
+                result.update(conditional.result())
+                result["notes"] += conditional_notes
             except Exception as e:  # other processes would wait for the broadcast forever
                 if world == 1:
                     raise
@@ -280,7 +347,8 @@ def _collate(batch):
     if len(sizes) > 1:
         raise HamganError(f"images of different sizes in one batch ({sorted(sizes)[:3]}); statistics need "
                           "images of one size: pass --resolution to crop and resize them")
-    return torch.stack([img for img, _, _ in batch]), torch.tensor([pos for _, _, pos in batch])
+    return (torch.stack([img for img, _, _ in batch]), torch.tensor([int(y) for _, y, _ in batch]),
+            torch.tensor([pos for _, _, pos in batch]))
 
 
 class _Positions(torch.utils.data.Dataset):
@@ -309,7 +377,8 @@ def evaluate_images(dataset, *, batch_size: int = 100, num: Optional[int] = None
     class, so a prefix would be biased), or with `in_order` the first `num` in dataset order,
     starting again from the first when `num` exceeds the dataset (the paper protocol's 50,176
     from the 50,000 validation images). `keep_features`: size of the uniform random feature
-    sample kept in the returned statistics (for KID / precision-recall; 0: none).
+    sample kept in the returned statistics (for KID / precision-recall; 0: none), with the
+    images' labels when the dataset has `class_names` (recorded in the provenance).
     Returns (FIDStats, result dict as `evaluate_generator`'s)."""
     total = len(dataset)
     if num is not None and num > total and not in_order:
@@ -325,7 +394,8 @@ def evaluate_images(dataset, *, batch_size: int = 100, num: Optional[int] = None
     keep = np.sort(rng.choice(n, min(keep_features, n), replace=False)) if keep_features > 0 else None
     extractor = _extractor(inception, device)
     reference = _reference(ref_stats)
-    provenance = _provenance(extractor, dataset[int(indices[0])][0], reference, resize)
+    class_names = getattr(dataset, "class_names", None)
+    provenance = _provenance(extractor, dataset[int(indices[0])][0], reference, resize, class_names)
     acc = Accumulator.for_extractor(extractor, provenance, n, device, splits,
                                     None if keep is None else torch.from_numpy(keep))
     clock = _Clock(timings, device)
@@ -339,10 +409,10 @@ def evaluate_images(dataset, *, batch_size: int = 100, num: Optional[int] = None
                 batch = next(it, None)
             if batch is None:
                 break
-            images, positions = batch
+            images, labels, positions = batch
             with clock("inception"):
                 pool3, logits = extractor(images, resize)
             with clock("statistics"):
-                acc.update(pool3, logits, positions)
+                acc.update(pool3, logits, positions, None if class_names is None else labels)
             bar.update(len(positions))
     return acc.summarize(provenance, reference, extras, extractor.has_classifier)

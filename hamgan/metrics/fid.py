@@ -10,7 +10,8 @@ A statistics file (.npz, no pickles) holds ``mu`` (D,), ``sigma`` (D, D) float64
 pytorch-fid reads, so pytorch-fid can use hamgan's files), ``count``, the provenance
 (backbone, weights digest, resize, image size, dims) that must match an evaluation's, and
 optionally ``features`` (M, D) float32: a uniform random sample of the reference features
-for KID and precision/recall.
+for KID and precision/recall, with their class ``labels`` (M,) int64 when the images had
+labels (indices into the provenance's ``class_names``) for intra-class FID/KID.
 """
 from __future__ import annotations
 
@@ -78,21 +79,24 @@ class FeatureStats:
 @dataclasses.dataclass
 class FIDStats:
     """Reference or sample statistics: mu (D,), sigma (D, D) float64, count, provenance, and an
-    optional (M, D) float32 feature sample for KID / precision-recall."""
+    optional (M, D) float32 feature sample for KID / precision-recall with its (M,) int64 class
+    labels."""
 
     mu: np.ndarray
     sigma: np.ndarray
     count: int
     provenance: dict
     features: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
 
     @classmethod
-    def from_stream(cls, stats: FeatureStats, provenance: dict, features=None) -> "FIDStats":
+    def from_stream(cls, stats: FeatureStats, provenance: dict, features=None, labels=None) -> "FIDStats":
         mu, sigma = stats.mean_cov()
-        if isinstance(features, torch.Tensor):
-            features = features.cpu().numpy()
+        if features is None or len(features) == 0:
+            features = labels = None
         return cls(mu, sigma, stats.count, dict(provenance),
-                   None if features is None or len(features) == 0 else np.asarray(features, np.float32))
+                   None if features is None else np.asarray(_numpy(features), np.float32),
+                   None if labels is None else np.asarray(_numpy(labels), np.int64))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to `path` (.npz) through a temporary file, then rename."""
@@ -104,6 +108,8 @@ class FIDStats:
                       provenance=np.str_(json.dumps(self.provenance, sort_keys=True)))
         if self.features is not None:
             arrays["features"] = self.features.astype(np.float32)
+        if self.labels is not None:
+            arrays["labels"] = self.labels.astype(np.int64)
         try:
             np.savez(tmp, **arrays)
             os.replace(tmp, path)
@@ -132,7 +138,7 @@ class FIDStats:
             raise StatsError(f"{path} was written by a newer hamgan (stats version {int(data['version'])})")
         return cls(mu=data["mu"].astype(np.float64), sigma=data["sigma"].astype(np.float64),
                    count=int(data["count"]), provenance=json.loads(str(data["provenance"])),
-                   features=data.get("features"))
+                   features=data.get("features"), labels=data.get("labels"))
 
     def check_compatible(self, provenance: dict, what: str = "reference statistics") -> None:
         """Raise StatsError if these statistics were produced differently from `provenance`."""
@@ -142,6 +148,10 @@ class FIDStats:
             raise StatsError(f"{what} were produced differently from this evaluation, so FID would be "
                              f"meaningless ({'; '.join(diffs)}); recompute them with `hamgan fid-stats` "
                              "with the same Inception weights and image size")
+
+
+def _numpy(x) -> np.ndarray:
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else x
 
 
 def _psd_factor(s: np.ndarray, method: str) -> np.ndarray:
