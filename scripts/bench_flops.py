@@ -106,7 +106,8 @@ def main(argv=None):
             counted[key] = (step_flops(cfg), only_3x3, cfg.train.batch_size)
         total, only_3x3, batch = counted[key]
         total = dataclasses.replace(total, ema=total.ema * batch / cfg.train.batch_size)   # EMA: shared by the batch
-        rows.append((name, cfg, total, as_counts(only_3x3, with_ema=False), hand_count_3x3(cfg.model, cfg.train.d_steps)))
+        rows.append((name, cfg, total, as_counts(only_3x3, with_ema=False),
+                     hand_count_3x3(cfg.model, cfg.train.d_steps)))
 
     print("GFLOP per image of the global batch (counted by torch's flop counter from the networks; "
           "3x3: the 3x3 convolutions alone)\n")
@@ -115,7 +116,8 @@ def main(argv=None):
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     mismatches = []
     for name, cfg, total, only_3x3, hand in rows:
-        mismatches += [f"{name} {k}: hand {hand[k]:.0f}, counted {only_3x3[k]:.0f}" for k in hand if hand[k] != only_3x3[k]]
+        mismatches += [f"{name} {k}: hand {hand[k]:.0f}, counted {only_3x3[k]:.0f}"
+                       for k in hand if hand[k] != only_3x3[k]]
         print(f"| {name} | {cfg.model.resolution} | {cfg.train.batch_size} | {total.g_forward * giga:.3f} | "
               f"{total.d_forward * giga:.3f} | {total.phases['D'] * giga:.2f} | {total.phases['G'] * giga:.2f} | "
               f"{total.ema * 1e-6:.3f} | {total.step * giga:.2f} | {hand['step'] * giga:.2f} | "
