@@ -96,8 +96,9 @@ def host_reads_by_hamgan(where=lambda: ""):
             setattr(torch.Tensor, name, original)
 
 
-@pytest.mark.parametrize("extra", [[], ["train.amp=bf16", "train.accum=2", "train.d_steps=2"]],
-                         ids=["fp32", "bf16-accum-dsteps"])
+@pytest.mark.parametrize("extra", [[], ["train.amp=bf16", "train.accum=2", "train.d_steps=2",
+                                         "train.augment='color,translation,cutout'"]],
+                         ids=["fp32", "bf16-accum-dsteps-augment"])
 def test_training_steps_read_no_tensor_values_to_the_host(extra, monkeypatch):
     """N and 2N steps, each run logging and checkpointing once (at its end): hamgan's code makes
     the same reads in both, and none inside a training step."""
@@ -129,14 +130,15 @@ def test_training_steps_read_no_tensor_values_to_the_host(extra, monkeypatch):
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_cuda_training_steps_do_not_wait_for_the_gpu(amp):
     """After two warm-up steps (cuDNN autotuning), whole training steps with the fast settings
-    (fused Adam, prefetch, pinned latents) and accumulation make no call that waits for the
-    GPU, inside torch included: torch's sync debug mode raises on any."""
+    (fused Adam, prefetch, pinned latents), accumulation and DiffAugment make no call that waits
+    for the GPU, inside torch included: torch's sync debug mode raises on any."""
     from hamgan.train import build, train_step
 
     from .test_train import tiny
 
     device = torch.device("cuda")
-    training, runner, _ = build(tiny(f"train.amp={amp}", "train.accum=2"), device)
+    training, runner, _ = build(tiny(f"train.amp={amp}", "train.accum=2", "train.augment='color,translation,cutout'"),
+                                device)
     collector = stats.Collector(device)
     for step in range(2):
         with collector.step(step):
