@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import HamganError
+from .fast import to_device
 from .rng import derive_seed
 
 OPERATIONS = ("color", "translation", "cutout")  # applied in this order, as the original
@@ -61,7 +62,7 @@ class DiffAugment:
         if first < 0 or first + b > total:
             raise ValueError(f"rows {first}..{first + b - 1} lie outside a global batch of {total}")
         params = draw_parameters(self.ops, total, h, w, seed)
-        mine = {k: v[first:first + b].to(x.device) for k, v in params.items()}
+        mine = {k: to_device(v[first:first + b], x.device) for k, v in params.items()}
         for op in self.ops:
             x = _APPLY[op](x, mine)
         return x
@@ -105,7 +106,9 @@ def _color(x: torch.Tensor, p: dict) -> torch.Tensor:
 def _translation(x: torch.Tensor, p: dict) -> torch.Tensor:
     """Shift each image by (shift_y, shift_x) pixels; what moves in is zero."""
     b, c, h, w = x.shape
-    pad = max(int(p["shift_y"].abs().max()), int(p["shift_x"].abs().max()), 0)
+    # the largest shift draw_parameters can draw, not the largest drawn: reading that back would
+    # make the step wait for the GPU (the output is the same for any pad that covers the shifts)
+    pad = max(int(h * TRANSLATION_RATIO + 0.5), int(w * TRANSLATION_RATIO + 0.5))
     padded = F.pad(x, [pad, pad, pad, pad])
     iy = (torch.arange(h, device=x.device)[None, :] - p["shift_y"][:, None] + pad)  # (b, h)
     ix = (torch.arange(w, device=x.device)[None, :] - p["shift_x"][:, None] + pad)  # (b, w)

@@ -159,8 +159,16 @@ class TrainConfig:
     ema: bool = opt(True, "keep an exponential moving average of G (used for samples and FID)")
     ema_decay: float = opt(0.9999, "EMA decay per step")
     ema_start: int = opt(20_000, "before this step the EMA copies G")
-    amp: Literal["none", "bf16", "fp16"] = opt("none", "mixed precision (fp16 uses a grad scaler, CUDA only)")
-    channels_last: bool = opt(False, "channels-last memory format")
+    fast: bool = opt(True, "the fast settings (hamgan/fast.py; what each gives: docs/BENCHMARKS.md): fused Adam; "
+                     "on CUDA also TF32 for float32 matrix products, cuDNN autotuning, batches pinned and copied "
+                     "to the GPU one step ahead, and bf16 / channels_last where amp / channels_last are 'auto'. "
+                     "false: PyTorch's plain settings (foreach Adam, IEEE float32 matrix products, no autotuning; "
+                     "'auto' means fp32 and NCHW)")
+    amp: Literal["auto", "none", "bf16", "fp16"] = opt(
+        "auto", "mixed precision: 'auto' = bf16 on CUDA GPUs with bf16 units when train.fast, else none "
+        "(fp32; on the CPU bf16 is faster too, but explicit); 'fp16' uses gradient scalers, CUDA only")
+    channels_last: Literal["auto", True, False] = opt(
+        "auto", "channels-last memory format; 'auto' = on CUDA when train.fast, off on the CPU (slower there in fp32)")
     compile: bool = opt(False, "torch.compile G and D")
     seed: int = opt(0, "seed of every random number generator")
     log_every: int = opt(100, "steps between scalar logs")

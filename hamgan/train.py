@@ -24,7 +24,7 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from . import distributed as dist
-from . import stats
+from . import fast, stats
 from .checkpoint import CheckpointError, list_snapshots, load_checkpoint, load_state, prune_snapshots, \
     save_checkpoint, snapshot_path
 from .config import Config, differences, from_dict, save_config, to_dict
@@ -32,6 +32,7 @@ from .augment import DiffAugment
 from .data import build_loader, open_training_data
 from .ema import EMA
 from .errors import HamganError
+from .flops import step_flops, throughput
 from .ham import Rows
 from .images import save_grid, to_float, to_uint8
 from .layers import eval_mode, power_iteration_paused
@@ -71,20 +72,22 @@ class Split:
 
 class Training:
     """What a checkpoint holds: G, D, the EMA of G, their optimisers and gradient scalers, and
-    the counters (steps done, data batches taken by this process, best FID)."""
+    the counters (steps done, data batches taken by this process, best FID). `settings`: the
+    run's precision, memory format and fast settings, decided for its device."""
 
-    def __init__(self, cfg: Config, split: Split, device: torch.device, class_names: list[str]):
+    def __init__(self, cfg: Config, split: Split, device: torch.device, class_names: list[str],
+                 settings: fast.Settings):
         t = cfg.train
-        self.cfg, self.split, self.class_names = cfg, split, list(class_names)
+        self.cfg, self.split, self.class_names, self.settings = cfg, split, list(class_names), settings
         seed_everything(t.seed)  # identical initial weights on every process
         self.G, self.D = build_generator(cfg.model).to(device), build_discriminator(cfg.model).to(device)
-        if t.channels_last:
+        if settings.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
         self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
-        self.opt = {"G": torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=tuple(t.betas_g), eps=t.eps_g),
-                    "D": torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=tuple(t.betas_d), eps=t.eps_d)}
-        self.scaler = {net: torch.amp.GradScaler(device.type, enabled=t.amp == "fp16") for net in ("G", "D")}
+        self.opt = {"G": fast.adam(self.G.parameters(), t.lr_g, t.betas_g, t.eps_g, settings),
+                    "D": fast.adam(self.D.parameters(), t.lr_d, t.betas_d, t.eps_d, settings)}
+        self.scaler = {net: torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16") for net in ("G", "D")}
         self.step, self.batches, self.best_fid, self.best_step = 0, 0, math.inf, -1
 
     @property
@@ -154,11 +157,11 @@ class PhaseRunner:
 
     def __init__(self, training: Training, loss, loader, device: torch.device):
         self.training, self.loss, self.loader, self.device = training, loss, loader, device
-        t = training.cfg.train
-        self.seed, self.amp, self.channels_last = t.seed, t.amp, t.channels_last
+        t, settings = training.cfg.train, training.settings
+        self.seed, self.amp, self.channels_last = t.seed, settings.amp, settings.channels_last
         self.augment = DiffAugment(t.augment)
         plain = {"G": training.G, "D": training.D}
-        if t.compile:
+        if settings.compile:
             plain = {net: torch.compile(m) for net, m in plain.items()}
         self.plain = plain
         self.trained = {net: self._ddp(m) for net, m in plain.items()}
@@ -202,8 +205,8 @@ class PhaseRunner:
             rows = split.rows(k)
             real, real_y = self._real_batch() if phase.real else (None, None)
             take = slice(rows.first, rows.first + rows.count)
-            batch = Batch(real, real_y, z_all[take].to(self.device),
-                          None if y_all is None else y_all[take].to(self.device))
+            batch = Batch(real, real_y, fast.to_device(z_all[take], self.device),
+                          None if y_all is None else fast.to_device(y_all[take], self.device))
             G, D = (_with_rows(self.trained[net] if net == phase.net else self.plain[net], rows) for net in "GD")
             if self.augment:
                 D = _augmented(D, self.augment, derive_seed(self.seed, *key, "augment"), rows)
@@ -272,12 +275,12 @@ def build(cfg: Config, device: torch.device, *, dataset=None, loss=None,
         n = len(dataset.class_names)
         raise HamganError(f"the data has {n} classes but model.n_classes = {cfg.model.n_classes}: set "
                           f"model.n_classes={n}, or train on data with {cfg.model.n_classes} classes")
-    if t.amp == "fp16" and device.type != "cuda":
-        raise HamganError("train.amp = 'fp16' needs CUDA; use 'bf16' on the CPU")
+    settings = fast.resolve(t, device)
+    fast.apply_backend(settings, device)
     split = Split(t.batch_size, dist.world_size(), t.accum, dist.rank())
 
     # Networks, optimisers, and the loss that says what each phase computes.
-    training = Training(cfg, split, device, dataset.class_names)
+    training = Training(cfg, split, device, dataset.class_names, settings)
     loss = loss if loss is not None else HingeLoss(t.d_steps)
 
     # Resume.
@@ -289,6 +292,8 @@ def build(cfg: Config, device: torch.device, *, dataset=None, loss=None,
     # Distribute: the data stream continues where the checkpoint left it; DDP wraps the networks.
     loader = build_loader(dataset, split.per, seed=t.seed, rank=split.rank, world=split.world, accum=split.rounds,
                           start=training.batches, flip=cfg.data.flip, workers=cfg.data.workers)
+    if settings.prefetch:
+        loader = fast.DevicePrefetcher(loader, device)
     return training, PhaseRunner(training, loss, loader, device), notes
 
 
@@ -303,7 +308,7 @@ def training_loop(cfg: Config, run_dir: Path | None, device: torch.device, *, da
     for note in notes:
         monitor.text(note)
     monitor.text(f"run directory {run_dir}: {split.world} process(es) on {device}, global batch "
-                 f"{t.batch_size} = {split.world} x {split.rounds} x {split.per}")
+                 f"{t.batch_size} = {split.world} x {split.rounds} x {split.per}; {training.settings.describe()}")
     if training.step == 0:
         save_sample_grid(training, run_dir, monitor)
 
@@ -389,7 +394,7 @@ def save_sample_grid(training: Training, run_dir: Path | None, monitor: RunMonit
         return
     cfg, G = training.cfg, training.G_eval
     z, y = fixed_grid_latents(cfg, next(G.parameters()).device)
-    with eval_mode(G), torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=cfg.train.amp == "bf16"):
+    with eval_mode(G), torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=training.settings.amp == "bf16"):
         images = to_uint8(G(z, y))
     cols = len(z) // (len(set(y.tolist())) if y is not None else 8)
     sheet = save_grid(images, run_dir / "samples" / f"grid-{training.step:09d}.png", nrow=cols)
@@ -515,7 +520,9 @@ def _find_resume_everywhere(out: Path, name: str | None, resume: str) -> ResumeP
 
 
 def dry_run(cfg: Config, dataset=None, device: str | None = None) -> dict:
-    """Build everything, run one step to warm up and one timed step; report time and memory."""
+    """Build everything, run one step to warm up and one timed step; report time, memory, the
+    settings, the model FLOP per image counted from the networks and the FLOP/s achieved (on a
+    known GPU also the fraction of its peak)."""
     env = dist.setup(device)
     try:
         training, runner, _ = build(cfg, env.device, dataset=dataset)
@@ -532,6 +539,7 @@ def dry_run(cfg: Config, dataset=None, device: str | None = None) -> dict:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         report = {
+            "settings": training.settings.describe(),
             "seconds_per_step": seconds,
             "images_per_second": cfg.train.batch_size / seconds,
             "G_parameters": sum(p.numel() for p in training.G.parameters()),
@@ -540,6 +548,8 @@ def dry_run(cfg: Config, dataset=None, device: str | None = None) -> dict:
         }
         if cuda:
             report["peak_gpu_memory_GiB"] = torch.cuda.max_memory_allocated() / 2**30
+        per_device = report["images_per_second"] / training.split.world
+        report.update(throughput(step_flops(cfg, runner.loss), per_device, env.device, training.settings.amp))
         peak = _peak_host_memory_gib()
         if peak is not None:
             report["peak_host_memory_GiB"] = peak
