@@ -80,7 +80,8 @@ def test_eval_of_a_tiny_checkpoint(weights, tmp_path, capsys):
     from hamgan.config import load_config, to_dict
     from hamgan.models import build_generator
 
-    cfg = load_config(overrides=["model.resolution=32", "model.G.ch=8", "model.D.ch=8", "model.n_classes=3"])
+    cfg = load_config(overrides=["model.resolution=32", "model.G.ch=8", "model.D.ch=8", "model.n_classes=3",
+                                 "model.D.context=[{at = 16, rank = 16}]"])
     torch.manual_seed(0)
     G = build_generator(cfg.model)
     ckpt = save_checkpoint({"config": to_dict(cfg), "step": 7, "G": G.state_dict(), "G_ema": G.state_dict()},

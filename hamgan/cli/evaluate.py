@@ -104,7 +104,6 @@ def run(args):
               "seconds": round(time.perf_counter() - start, 2)}
     _print(result)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"results written to {out}")
+        from ..atomic import write_text
+        write_text(args.out, json.dumps(result, indent=2) + "\n")
+        print(f"results written to {args.out}")

@@ -21,7 +21,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..config import load_config
+    from ..config import check_files, load_config
     from ..train import dry_run, find_resume, train
 
     overrides = list(args.overrides) + ([f"data.source={json.dumps(args.data)}"] if args.data else [])
@@ -30,6 +30,7 @@ def run(args):
         found = find_resume(Path(args.out), args.name, args.resume)
         base = found[2]["config"] if found else None
     cfg = load_config(args.config, overrides, base=base)
+    check_files(cfg)
     if args.dry_run:
         report = dry_run(cfg, device=args.device)
         for k, v in report.items():
