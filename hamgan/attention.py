@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import stats
 from .layers import sn_conv1x1
 
 
@@ -29,7 +30,11 @@ class SelfAttention(nn.Module):
         self.o = sn_conv1x1(channels // 2, channels, eps=sn_eps)
         self.gamma = nn.Parameter(torch.zeros(()))
 
-    def forward(self, x: torch.Tensor, *unused) -> torch.Tensor:
+    stats_name = "attention"  # the name its statistics are reported under (`stats.name_reporters`)
+
+    def forward(self, x: torch.Tensor, *unused, bases=None) -> torch.Tensor:
+        """x (B, C, H, W) -> (B, C, H, W); the conditioning and `bases` that G and D pass every
+        context block are unused: attention is deterministic."""
         b, c, h, w = x.shape
         if h % 2 or w % 2:
             raise ValueError(f"SelfAttention needs even H and W, got {h}x{w}")
@@ -43,4 +48,5 @@ class SelfAttention(nn.Module):
         else:
             beta = torch.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)   # (B, N, N/4)
             out = torch.bmm(g, beta.transpose(1, 2))          # (B, C/2, N)
+        stats.report(f"gamma/{self.stats_name}", self.gamma)
         return torch.addcmul(x, self.gamma, self.o(out.reshape(b, c // 2, h, w)))  # x + gamma * o

@@ -442,3 +442,17 @@ def describe_defaults() -> str:
                       for (k, v), h in zip(to_dict(ContextBlock()).items(), field_help(ContextBlock).values()))
     return (to_toml(to_dict(Config()), helps=field_help())
             + "\n\n# Keys of a context block (model.G.context / model.D.context entries):\n" + block + "\n")
+
+
+def differences(a: dict, b: dict, prefix: str = "", names: tuple[str, str] = ("a", "b")) -> list[str]:
+    """'key: a 1, b 2' for every leaf where the nested dicts `a` and `b` differ (dotted keys
+    under `prefix`; `names` label the two sides)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        key = f"{prefix}.{k}" if prefix else str(k)
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += differences(va, vb, key, names)
+        elif va != vb:
+            out.append(f"{key}: {names[0]} {va!r}, {names[1]} {vb!r}")
+    return out

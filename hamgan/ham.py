@@ -11,56 +11,37 @@ updates underflows in half precision.
 from __future__ import annotations
 
 import contextlib
-import contextvars
+from typing import NamedTuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import stats
 from .layers import sn_conv1x1
 
 GRAD_MODES = ("one_step", "bptt", "none")
 BASES_INITS = ("rand", "rand_l2", "online")
 
-# ((first row, rows here, rows in the global batch), ...) for each global batch whose rows
-# are concatenated in the current forward; None: the forward's batch is the global batch.
-_batch_rows: contextvars.ContextVar = contextvars.ContextVar("hamgan_batch_rows", default=None)
+
+class Rows(NamedTuple):
+    """A forward's batch (or a part of it) as rows [first, first + count) of a global batch of
+    `total` rows: this process's share in one accumulation round of a training step."""
+
+    first: int
+    count: int
+    total: int
 
 
-@contextlib.contextmanager
-def batch_rows(*segments: tuple[int, int, int]):
-    """Make the random bases of a forward independent of how its global batch is split
-    across processes and accumulation rounds.
-
-    Inside this context, a forward's batch is taken to be rows [first, first + n) of a
-    global batch of `total` rows, for each segment (first, n, total) in turn (several
-    segments: e.g. real and fake images concatenated). Each decomposition then draws
-    bases for the whole global batch from the (identically seeded) RNG and keeps its own
-    rows, so 2 processes x b samples draw exactly the bases of 1 process x 2b.
-    """
-    token = _batch_rows.set(segments)
-    try:
-        yield
-    finally:
-        _batch_rows.reset(token)
-
-
-# True inside `shared_bases()`.
-_shared_bases: contextvars.ContextVar = contextvars.ContextVar("hamgan_shared_bases", default=False)
-
-
-@contextlib.contextmanager
-def shared_bases():
-    """Inside this context, every sample of a forward starts its decomposition from the same
-    random bases (one (groups, D, R) draw per forward, repeated over the batch). With the RNG
-    seeded alike before each forward, a sample's output then depends on its own input alone,
-    not on its batch or its position in it: what sample sheets and interpolations need
-    (`hamgan.sample`). Training and evaluation draw bases per sample (the default)."""
-    token = _shared_bases.set(True)
-    try:
-        yield
-    finally:
-        _shared_bases.reset(token)
+# How a forward draws the random starting bases of its decompositions, from torch's global RNG
+# (stylegan2's noise_mode, as an explicit argument of G, D and every context block):
+# - "sample": fresh bases per sample (training and evaluation);
+# - "shared": one draw repeated over the batch, so a sample's output depends on its own input
+#   alone, not on its batch or position (what sample sheets and interpolations need);
+# - a tuple of Rows, one per global batch concatenated in this forward (e.g. real and fake
+#   images): each decomposition draws bases for the whole global batch and keeps its rows, so
+#   2 processes x b samples draw exactly the bases of 1 process x 2b (seed the RNG alike first).
+Bases = Union[str, tuple[Rows, ...]]
 
 
 @contextlib.contextmanager
@@ -86,6 +67,18 @@ def _check_positive(name: str, value, allow_zero: bool = False) -> None:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+@torch.no_grad()
+def relative_error(x: torch.Tensor, bases: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ||x - bases coef^T|| / ||x|| (Frobenius) for x (B, D, N), bases
+    (B, D, R), coef (B, N, R): the convergence diagnostic of the paper, from the factors alone,
+    ||X - BC^T||^2 = ||X||^2 - 2 <X^T B, C> + <B^T B, C^T C>, without forming the (B, D, N)
+    reconstruction."""
+    xx = x.square().sum((1, 2))
+    cross = (torch.bmm(x.transpose(1, 2), bases) * coef).sum((1, 2))
+    gram = (torch.bmm(bases.transpose(1, 2), bases) * torch.bmm(coef.transpose(1, 2), coef)).sum((1, 2))
+    return ((xx - 2 * cross + gram).clamp_min(0) / xx.clamp_min(1e-12)).sqrt().mean()
+
+
 class MatrixDecomposition(nn.Module):
     """Low-rank reconstruction of a batch of matrices: x (B, D, N) -> bases @ coef^T (B, D, N).
 
@@ -104,6 +97,7 @@ class MatrixDecomposition(nn.Module):
     default_inv_t = 1.0
     record = False  # set by `record_factors`: keep the last forward's factors in `last`
     last = None
+    stats_name = "ham"  # the name its statistics are reported under (`stats.name_reporters`)
 
     def __init__(self, dim: int, rank: int, steps: int = 6, eval_steps: int | None = None, groups: int = 1,
                  eps: float = 1e-6, inv_t: float | None = None, bases_init: str = "rand",
@@ -136,8 +130,8 @@ class MatrixDecomposition(nn.Module):
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
-    def initial_bases(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D, R) starting bases for x (B, D, N); B is batch * groups."""
+    def initial_bases(self, x: torch.Tensor, bases: Bases = "sample") -> torch.Tensor:
+        """(B, D, R) starting bases for x (B, D, N); B is batch * groups; `bases` as `Bases` says."""
         g, batch = self.groups, x.shape[0] // self.groups
         if self.bases_init == "online":
             return self.bases.repeat(batch, 1, 1)
@@ -145,14 +139,16 @@ class MatrixDecomposition(nn.Module):
         def draw(samples):
             return torch.rand(samples * g, self.dim, self.rank, device=x.device, dtype=x.dtype)
 
-        if _shared_bases.get():
-            bases = draw(1).repeat(batch, 1, 1)  # a copy: NMF updates bases in place
+        if bases == "sample":
+            start = draw(batch)
+        elif bases == "shared":
+            start = draw(1).repeat(batch, 1, 1)  # a copy: NMF updates bases in place
+        elif isinstance(bases, tuple) and sum(rows.count for rows in bases) == batch:
+            start = torch.cat([draw(rows.total)[rows.first * g:(rows.first + rows.count) * g] for rows in bases])
         else:
-            segments = _batch_rows.get() or ((0, batch, batch),)
-            if sum(n for _, n, _ in segments) != batch:
-                raise ValueError(f"batch_rows {segments} do not add up to the batch of {batch}")
-            bases = torch.cat([draw(total)[first * g:(first + n) * g] for first, n, total in segments])
-        return F.normalize(bases, dim=1) if self.bases_init == "rand_l2" else bases
+            raise ValueError(f"bases must be 'sample', 'shared' or Rows adding up to the batch of {batch}, "
+                             f"got {bases!r}")
+        return F.normalize(start, dim=1) if self.bases_init == "rand_l2" else start
 
     def iterate(self, x, bases, steps):
         raise NotImplementedError
@@ -162,9 +158,9 @@ class MatrixDecomposition(nn.Module):
 
     # -- shared driver
 
-    def factorize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def factorize(self, x: torch.Tensor, bases: Bases = "sample") -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, D, N) -> float32 bases (B, D, R) and coefficients (B, N, R), x ~ bases @ coef^T,
-        differentiable as `grad` says."""
+        differentiable as `grad` says; random starting bases drawn as `bases` says."""
         if x.dim() != 3 or x.shape[1] != self.dim:
             raise ValueError(f"expected x of shape (B, {self.dim}, N), got {tuple(x.shape)}")
         steps = self.steps if self.training else self.eval_steps
@@ -172,18 +168,21 @@ class MatrixDecomposition(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             x = self.prepare(x.float())
             with torch.set_grad_enabled(grad_on and self.grad == "bptt"):
-                bases, coef = self.iterate(x, self.initial_bases(x), steps)
+                start = self.initial_bases(x, bases)
+                bases, coef = self.iterate(x, start, steps)
             with torch.set_grad_enabled(grad_on and self.grad != "none"):
                 coef = self.final_coef(x, bases, coef)
             if self.bases_init == "online" and self.training:
                 self._online_update(bases.detach())
             if self.record:
                 self.last = {"x": x.detach(), "bases": bases.detach(), "coef": coef.detach()}
+            if stats.collecting():
+                stats.report(f"recon_error/{self.stats_name}", relative_error(x, bases, coef))
         return bases, coef
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bases: Bases = "sample") -> torch.Tensor:
         """x (B, D, N) -> its low-rank reconstruction (B, D, N) in x's dtype."""
-        bases, coef = self.factorize(x)
+        bases, coef = self.factorize(x, bases)
         with torch.autocast(x.device.type, enabled=False):
             return torch.bmm(bases, coef.transpose(1, 2)).to(x.dtype)
 
@@ -281,8 +280,8 @@ class CD(MatrixDecomposition):
             raise ValueError(f"beta must be > 0, got {beta!r}")
         self.beta = beta
 
-    def initial_bases(self, x):
-        return F.normalize(super().initial_bases(x), dim=1)
+    def initial_bases(self, x, bases: Bases = "sample"):
+        return F.normalize(super().initial_bases(x, bases), dim=1)
 
     def iterate(self, x, bases, steps):
         coef = None
@@ -334,11 +333,14 @@ class Hamburger(nn.Module):
         self.norm = norm
         self.sigma = nn.Parameter(torch.zeros(()))
 
-    def forward(self, x: torch.Tensor, *norm_args) -> torch.Tensor:
+    stats_name = "hamburger"  # the name its statistics are reported under (`stats.name_reporters`)
+
+    def forward(self, x: torch.Tensor, *norm_args, bases: Bases = "sample") -> torch.Tensor:
+        """`bases`: how the ham draws its random starting bases (see `Bases`)."""
         b, c, h, w = x.shape
         s, d = self.groups, self.dim
         z = self.lower_bread(x).reshape(b * s, d, h * w)
-        bases, coef = self.ham.factorize(z)                       # (B*S, D, R), (B*S, N, R)
+        bases, coef = self.ham.factorize(z, bases)                # (B*S, D, R), (B*S, N, R)
         # The upper bread is linear and its input low-rank: W (B C^T) = (W B) C^T costs C*R*(D + N)
         # per sample instead of D*N*(R + C) for the reconstruction and the 1x1 conv on it.
         weight = self.upper_bread.weight.view(c, s, d)          # spectrally normalised
@@ -348,4 +350,5 @@ class Hamburger(nn.Module):
         z = torch.bmm(wb, coef.transpose(1, 2)).view(b, c, h, w)
         if self.norm is not None:
             z = self.norm(z, *norm_args)
+        stats.report(f"sigma/{self.stats_name}", self.sigma)
         return torch.addcmul(x, self.sigma, z)  # x + sigma * z in one pass

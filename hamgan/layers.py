@@ -30,6 +30,18 @@ def autocast_off(device_type: str):
     return torch.autocast(device_type, enabled=False) if available(device_type) else contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def eval_mode(module: nn.Module):
+    """`module` in eval mode inside (running BN statistics, no power iterations, eval NMF
+    steps); its previous mode is restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 class _Float32SpectralNorm(_SpectralNorm):
     """torch's spectral norm with sigma computed in the weight's precision under autocast (CUDA
     autocast would run the power iteration's matrix-vector products in half precision, putting

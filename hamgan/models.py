@@ -28,7 +28,8 @@ from torch.nn.utils import parametrize
 from .arch import Stage, discriminator_stages, generator_stages
 from .attention import SelfAttention
 from .config import ConfigError, ContextBlock, ModelConfig
-from .ham import Hamburger
+from .ham import Bases, Hamburger
+from .stats import name_reporters
 from .layers import (BatchNorm2d, ClassTableBN, DBlock, GBlock, LinearCBN, refresh_spectral_norm,
                      sn_conv2d, sn_embedding, sn_linear)
 
@@ -131,6 +132,7 @@ class Generator(nn.Module):
         self.out_bn = BatchNorm2d(c_last, **bn)
         self.out_conv = sn_conv2d(c_last, 3, 3, eps=cfg.sn_eps)
         init_weights(self, cfg.init)
+        name_reporters(self, "G")
 
     def embed(self, y: torch.Tensor) -> torch.Tensor:
         """Class representation (B, embed_dim) of labels y (B,): one-hot for per-class BN
@@ -158,7 +160,8 @@ class Generator(nn.Module):
         return embedding
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None,
-                embedding: torch.Tensor | None = None) -> torch.Tensor:
+                embedding: torch.Tensor | None = None, bases: Bases = "sample") -> torch.Tensor:
+        """`bases`: how its Hamburgers draw their random starting bases (`hamgan.ham.Bases`)."""
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"expected z of shape (B, {self.z_dim}), got {tuple(z.shape)}")
         e = self._class_input(z.shape[0], y, embedding)
@@ -171,7 +174,7 @@ class Generator(nn.Module):
         for block, context, cond in zip(self.blocks, self.context, conds):
             h = block(h, cond)
             for m in context:
-                h = m(h, cond)
+                h = m(h, cond, bases=bases)
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
 
 
@@ -195,8 +198,9 @@ class Discriminator(nn.Module):
         self.linear = sn_linear(c_last, 1, eps=cfg.sn_eps)
         self.embed = sn_embedding(cfg.n_classes, c_last, cfg.sn_eps) if cfg.n_classes else None
         init_weights(self, cfg.init)
+        name_reporters(self, "D")
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, bases: Bases = "sample") -> torch.Tensor:
         """(B, 3, R, R) -> (B, C) pooled features h."""
         if x.dim() != 4 or x.shape[1:] != (3, self.resolution, self.resolution):
             raise ValueError(f"expected images (B, 3, {self.resolution}, {self.resolution}), got {tuple(x.shape)}")
@@ -204,11 +208,12 @@ class Discriminator(nn.Module):
         for block, context in zip(self.blocks, self.context):
             h = block(h)
             for m in context:
-                h = m(h)
+                h = m(h, bases=bases)
         return F.relu(h).sum(dim=(2, 3))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(x)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, bases: Bases = "sample") -> torch.Tensor:
+        """`bases`: how its Hamburgers draw their random starting bases (`hamgan.ham.Bases`)."""
+        h = self.features(x, bases)
         out = self.linear(h).squeeze(1)
         if self.embed is not None:
             if y is None:

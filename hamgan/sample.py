@@ -9,7 +9,7 @@ Every Hamburger starts its NMF from random bases, so images are drawn in one of 
   the same (seed, batch) give the same bytes.
 - *sheets* (`render`, `class_sheet`, `interpolate`, `truncation_sheet`): images meant to differ
   in one thing only (class, z, truncation). All of them start NMF from the same bases, drawn
-  from the seed (`ham.shared_bases`), so each image is a function of its own (z, class): the
+  from the seed (`bases="shared"`), so each image is a function of its own (z, class): the
   same at any batch size or position, interpolation endpoints equal the direct samples, strips
   do not flicker.
 
@@ -35,8 +35,9 @@ import torch.nn.functional as F
 
 from .atomic import atomic_write, write_text
 from .errors import HamganError
-from .ham import Hamburger, record_factors, shared_bases
+from .ham import Bases, Hamburger, record_factors
 from .images import save_grid, save_png, to_float, to_uint8
+from .layers import eval_mode
 from .metrics.evaluate import chunk_seed, sample_latents
 from .rng import derive_seed, private_rng
 
@@ -148,21 +149,17 @@ def _inference(module: torch.nn.Module, precision: str):
     autocast when asked."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad(), torch.autocast(_device(module).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            yield
-    finally:
-        module.train(was_training)
+    with eval_mode(module), torch.no_grad(), \
+            torch.autocast(_device(module).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        yield
 
 
-def _forward(G, z, y=None, embedding=None, precision="fp32") -> torch.Tensor:
+def _forward(G, z, y=None, embedding=None, precision="fp32", bases: Bases = "sample") -> torch.Tensor:
     """G(z, y) or G(z, embedding=e) -> float32 (B, 3, H, W) on the CPU."""
     device = _device(G)
     with _inference(G, precision):
         x = G(z.to(device), None if y is None else y.to(device),
-              embedding=None if embedding is None else embedding.to(device))
+              embedding=None if embedding is None else embedding.to(device), bases=bases)
     return x.float().cpu()
 
 
@@ -199,9 +196,9 @@ def render(G, z: torch.Tensor, y: torch.Tensor | None = None, embedding: torch.T
     bases_seed, out = derive_seed(seed, "bases"), []
     for lo in range(0, len(z), batch):
         rows = slice(lo, lo + batch)
-        with _seeded(bases_seed), shared_bases():
+        with _seeded(bases_seed):
             out.append(_forward(G, z[rows], None if y is None else y[rows],
-                                None if embedding is None else embedding[rows], precision))
+                                None if embedding is None else embedding[rows], precision, bases="shared"))
     return torch.cat(out)
 
 

@@ -5,12 +5,11 @@
                                   [--accum 1] [key=value ...]
 
 Trains on random uint8 images with 1000 classes (the data pipeline is measured separately by
-bench_data.py; here the loader only slices a pre-made tensor) with the real trainer, and
-times, per step: the forwards of G and D, the backward of the D step (through D) and of the G
-step (through D into G), the Hamburgers alone (forward and backward, part of the former), the
-two optimizer steps, fetching the data, and the rest (losses, EMA, latents). Times come from
-hooks (with a CUDA synchronisation at each hook on the GPU, which costs some throughput:
-images/s are measured in separate, hook-free steps).
+bench_data.py; here the loader only slices a pre-made tensor) with hamgan's own training step
+(`hamgan.train.build` and `train_step`). Images/s come from plain steps. Where the time goes
+comes from the profiler over further steps: the trainer's own ranges (each phase, its
+backward, its optimizer step) and the forwards of G, D and the Hamburgers, marked through
+module hooks; on CUDA the device time of each range, on the CPU its wall time.
 """
 from __future__ import annotations
 
@@ -19,16 +18,15 @@ import platform
 import statistics
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hamgan.config import load_config  # noqa: E402
-from hamgan.data import build_loader  # noqa: E402
 from hamgan.ham import Hamburger  # noqa: E402
-from hamgan.train import Trainer  # noqa: E402
+from hamgan.train import build, train_step  # noqa: E402
 
 VARIANTS = {  # name -> overrides
     "fp32": [],
@@ -37,6 +35,10 @@ VARIANTS = {  # name -> overrides
     "bf16-cl-compile": ["train.amp=bf16", "train.channels_last=true", "train.compile=true"],
     "fp32-cl": ["train.channels_last=true"],
 }
+# columns: profiler range -> heading (ranges nest: the phases hold their forwards and backwards)
+COLUMNS = {"G forward": "G fwd", "D forward": "D fwd", "D backward": "D-step bwd",
+           "G backward": "G-step bwd (D+G)", "D optimizer": "D opt", "G optimizer": "G opt",
+           "Hamburger": "Hamburgers (fwd)"}
 
 
 class RandomImages:
@@ -59,96 +61,54 @@ class RandomImages:
         return self.images[idx].clone(), self.labels[idx].clone()
 
 
-class Timers:
-    """Wall time of named intervals, summed; on CUDA every boundary synchronises."""
+def mark_forward(module: torch.nn.Module, name: str) -> None:
+    """Make every forward of `module` a profiler range called `name` (through public hooks)."""
+    open_ranges = []
 
-    def __init__(self, device):
-        self.device, self.total, self.open = device, defaultdict(float), {}
+    def enter(*_):
+        open_ranges.append(record_function(name))
+        open_ranges[-1].__enter__()
 
-    def _now(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
+    def leave(*_):
+        open_ranges.pop().__exit__(None, None, None)
 
-    def start(self, name):
-        self.open[name] = self._now()
-
-    def stop(self, name):
-        if name in self.open:
-            self.total[name] += self._now() - self.open.pop(name)
-
-    def watch_forward(self, module, name):
-        module.register_forward_pre_hook(lambda *a: self.start(name))
-        module.register_forward_hook(lambda *a: self.stop(name))
-
-    def watch_backward(self, module, name):
-        """Only for modules whose inputs require gradients (else the hooks fire at once)."""
-        module.register_full_backward_pre_hook(lambda *a: self.start(name))
-        module.register_full_backward_hook(lambda *a: self.stop(name))
-
-    def wrap(self, fn, name):
-        def timed(*args, **kwargs):
-            self.start(name)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.stop(name)
-        return timed
-
-    def watch_optimizer(self, opt, name):
-        opt.register_step_pre_hook(lambda *a: self.start(name))
-        opt.register_step_post_hook(lambda *a: self.stop(name))
+    module.register_forward_pre_hook(enter)
+    module.register_forward_hook(leave)
 
 
 def run_variant(args, overrides, device):
     cfg = load_config(args.config, [f"train.batch_size={args.batch}", f"train.accum={args.accum}",
                                     "data.workers=0", *args.overrides, *overrides])
     data = RandomImages(max(64, 4 * args.batch), cfg.model.resolution, max(cfg.model.n_classes, 1))
-    trainer = Trainer(cfg, None, device, dataset=data, progress=False)
-    loader = build_loader(data, trainer.split.per, seed=0, accum=trainer.split.rounds, workers=0)
+    training, runner, _ = build(cfg, device, dataset=data)
     for _ in range(args.warmup):
-        trainer.train_step(loader)
+        train_step(training, runner)
 
-    step_times = []
-    for _ in range(args.steps):
-        t = Timers(device)
-        t.start("step")
-        trainer.train_step(loader)
-        t.stop("step")
-        step_times.append(t.total["step"])
-    seconds = statistics.median(step_times)
+    def timed_step():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        train_step(training, runner)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
 
-    timers = Timers(device)
-    timers.watch_forward(trainer.G, "G forward")
-    timers.watch_forward(trainer.D, "D forward")
-    for m in list(trainer.G.modules()) + list(trainer.D.modules()):
+    seconds = statistics.median(timed_step() for _ in range(args.steps))
+
+    mark_forward(training.G, "G forward")
+    mark_forward(training.D, "D forward")
+    for m in list(training.G.modules()) + list(training.D.modules()):
         if isinstance(m, Hamburger):
-            timers.watch_forward(m, "Hamburgers")
-            timers.watch_backward(m, "Hamburgers")
-    timers.watch_optimizer(trainer.opt_G, "optimizers")
-    timers.watch_optimizer(trainer.opt_D, "optimizers")
-    phase = {"name": None}
-
-    def in_phase(fn, name):
-        def run(*args):
-            phase["name"] = name
-            return fn(*args)
-        return run
-
-    trainer._d_step = in_phase(trainer._d_step, "D step backward")     # instance attributes shadow
-    trainer._g_step = in_phase(trainer._g_step, "G step backward")     # the methods train_step calls
-    backward = torch.Tensor.backward
-    torch.Tensor.backward = lambda self, *a, **k: timers.wrap(backward, phase["name"])(self, *a, **k)
-    timed_loader = type("TimedLoader", (), {"__next__": lambda self: timers.wrap(next, "data")(loader)})()
-    try:
-        timers.start("hooked steps")
+            mark_forward(m, "Hamburger")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
         for _ in range(args.steps):
-            trainer.train_step(timed_loader)
-        timers.stop("hooked steps")
-    finally:
-        torch.Tensor.backward = backward
+            with record_function("step"):
+                train_step(training, runner)
+    attr = "device_time_total" if device.type == "cuda" else "cpu_time_total"
+    totals = {e.key: getattr(e, attr) for e in prof.key_averages()}
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return seconds, timers.total, peak
+    return seconds, totals, peak
 
 
 def main():
@@ -174,21 +134,15 @@ def main():
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"# training {args.config}, global batch {args.batch} (accum {args.accum}), {device.type} ({where}), "
           f"torch {torch.__version__}, median of {args.steps} steps")
-    columns = ("G forward", "D forward", "D step backward", "G step backward", "optimizers", "data")
-    print("| variant | s/step | images/s | G fwd | D fwd | D-step bwd | G-step bwd (D+G) | optimizers | data | other "
-          "| Hamburgers (fwd+bwd) |" + (" peak GiB |" if cuda else ""))
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if cuda else ""))
+    print("| variant | s/step | images/s | " + " | ".join(COLUMNS.values()) + " |" + (" peak GiB |" if cuda else ""))
+    print("|---|---:|---:|" + "---:|" * len(COLUMNS) + ("---:|" if cuda else ""))
     for name in variants:
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
-        seconds, t, peak = run_variant(args, VARIANTS[name], device)
-        total = t["hooked steps"]
-        other = total - sum(t.get(k, 0.0) for k in columns)
-        share = lambda v: f"{100 * v / total:.0f}%"  # noqa: E731
-        row = (f"| {name} | {seconds:.3f} | {args.batch / seconds:.1f} | "
-               + " | ".join(share(t.get(k, 0.0)) for k in columns)
-               + f" | {share(other)} | {share(t.get('Hamburgers', 0.0))} |")
-        print(row + (f" {peak:.1f} |" if cuda else ""))
+        seconds, totals, peak = run_variant(args, VARIANTS[name], device)
+        whole = totals.get("step", 0.0) or 1.0
+        shares = " | ".join(f"{100 * totals.get(k, 0.0) / whole:.0f}%" for k in COLUMNS)
+        print(f"| {name} | {seconds:.3f} | {args.batch / seconds:.1f} | {shares} |" + (f" {peak:.1f} |" if cuda else ""))
         sys.stdout.flush()
 
 

@@ -322,16 +322,16 @@ def test_bad_arguments_name_the_argument(kwargs, name):
         Hamburger(**kwargs)
 
 
-def test_batch_rows_make_bases_independent_of_the_split():
+def test_rows_make_bases_independent_of_the_split():
     """2 processes (or accumulation rounds) x 3 samples draw the bases of 1 x 6 samples."""
-    from hamgan.ham import batch_rows
+    from hamgan.ham import Rows
 
     x = torch.rand(6, 8, 20)
     whole = seeded(NMF(8, 4, groups=1), x)
     halves = []
     for first in (0, 3):
-        with batch_rows((first, 3, 6)):
-            halves.append(seeded(NMF(8, 4), x[first:first + 3]))
+        torch.manual_seed(0)
+        halves.append(NMF(8, 4)(x[first:first + 3], bases=(Rows(first, 3, 6),)))
     torch.testing.assert_close(torch.cat(halves), whole)
     # two concatenated global batches (e.g. real and fake), split across 2 processes
     y = torch.rand(6, 8, 20)
@@ -340,9 +340,10 @@ def test_batch_rows_make_bases_independent_of_the_split():
     ref_x, ref_y = m(x), m(y)
     for first in (0, 3):
         torch.manual_seed(0)
-        with batch_rows((first, 3, 6), (first, 3, 6)):
-            out = m(torch.cat([x[first:first + 3], y[first:first + 3]]))
+        out = m(torch.cat([x[first:first + 3], y[first:first + 3]]), bases=(Rows(first, 3, 6),) * 2)
         torch.testing.assert_close(out[:3], ref_x[first:first + 3])
         torch.testing.assert_close(out[3:], ref_y[first:first + 3])
-    with pytest.raises(ValueError, match="add up"), batch_rows((0, 2, 6)):
-        m(x[:3])
+    with pytest.raises(ValueError, match="adding up to the batch of 3"):
+        m(x[:3], bases=(Rows(0, 2, 6),))
+    with pytest.raises(ValueError, match="bases must be"):
+        m(x, bases="per-sample")

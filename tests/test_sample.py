@@ -18,7 +18,7 @@ from PIL import Image
 
 from hamgan.checkpoint import CheckpointError, load_checkpoint, load_generator, save_checkpoint
 from hamgan.errors import HamganError
-from hamgan.ham import NMF, record_factors, shared_bases
+from hamgan.ham import NMF, record_factors
 from hamgan.images import to_uint8
 from hamgan.metrics.evaluate import evaluate_generator
 from hamgan.sample import (class_names_of, class_sheet, dump, grid, ham_maps, interpolate, interpolate_latents,
@@ -297,9 +297,8 @@ def test_recording_factors_changes_nothing_and_reconstructs_the_output():
     assert last["x"].shape == (2, 6, 10) and last["bases"].shape == (2, 6, 3) and last["coef"].shape == (2, 10, 3)
     torch.testing.assert_close(torch.bmm(last["bases"], last["coef"].transpose(1, 2)), plain)
     assert ham.last is None and not ham.record                            # nothing kept outside
-    with shared_bases():
-        torch.manual_seed(0)
-        shared = ham(torch.cat([x[:1], x[:1]]))
+    torch.manual_seed(0)
+    shared = ham(torch.cat([x[:1], x[:1]]), bases="shared")
     assert torch.equal(shared[0], shared[1]) and not torch.equal(ham(torch.cat([x[:1], x[:1]]))[0], shared[1])
 
 

@@ -1,5 +1,7 @@
-"""The training loop: losses, optimisation, EMA, exact resume, DDP, accumulation, divergence,
+"""The training loop: losses and phases, optimisation, EMA, exact resume, DDP, accumulation, divergence,
 damaged checkpoints, dry run. Tiny networks (32 px, width 4) on the procedural shapes."""
+import itertools
+import json
 import math
 import os
 import subprocess
@@ -13,8 +15,9 @@ import torch.multiprocessing as mp
 from hamgan.checkpoint import list_snapshots, load_checkpoint
 from hamgan.config import load_config
 from hamgan.ema import EMA
-from hamgan.losses import d_hinge, g_hinge
-from hamgan.train import Trainer, TrainingDiverged, train
+from hamgan import stats
+from hamgan.loss import HingeLoss, Phase, d_hinge, g_hinge
+from hamgan.train import TrainingDiverged, build, train
 
 from ._dist import free_port
 
@@ -110,17 +113,18 @@ def test_ema_follows_its_formula_and_copies_before_start():
 
 
 def test_discriminator_steps_reduce_its_loss_on_a_fixed_batch():
-    cfg = tiny()
-    trainer = Trainer(cfg, None, torch.device("cpu"), progress=False)
-    images, labels = torch.stack([trainer.dataset[i][0] for i in range(4)]), torch.tensor([0, 1, 2, 0])
-
-    class SameBatch:
-        def __next__(self):
-            return images, labels
-
-    # the step counter stays at 0, so every D step sees the same latents, bases and real batch
-    losses = [trainer._d_step(0, SameBatch())[:2].sum().item() for _ in range(8)]
-    assert losses[-1] < 0.8 * losses[0], losses
+    training, runner, _ = build(tiny(), torch.device("cpu"))
+    images = torch.stack([runner.loader.dataset[i][0] for i in range(4)])
+    runner.loader = itertools.repeat((images, torch.tensor([0, 1, 2, 0])))
+    d_phase = runner.loss.phases[0]
+    losses = []
+    for _ in range(8):   # all at step 0: the same latents, bases and real batch every time
+        collector = stats.Collector()
+        with collector.step(0):
+            runner.run(d_phase, 0)
+        means, _ = collector.summary()
+        losses.append(means["loss/D_real"] + means["loss/D_fake"])
+    assert training.step == 0 and losses[-1] < 0.8 * losses[0], losses
 
 
 # --------------------------------------------------------------------------- resume
@@ -195,24 +199,70 @@ def test_accumulation_equals_one_big_batch(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- failures
 
 
-def test_nan_stops_the_run_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+class NaNAtStep4(HingeLoss):
+    """The hinge loss, except that the G loss of the 4th step is NaN (as after an fp16 overflow)."""
+
+    g_updates = 0
+
+    def accumulate(self, phase, batch, G, D):
+        loss = super().accumulate(phase, batch, G, D)
+        if phase.name == "G":
+            self.g_updates += 1
+            if self.g_updates == 4:
+                loss = loss * math.nan
+                stats.report("loss/G", loss)
+        return loss
+
+
+def test_nan_stops_the_run_with_the_step_and_keeps_the_last_checkpoint(tmp_path):
     cfg = tiny("train.steps=6", "train.snapshot_every=2", "train.log_every=1")
-    real_g_step = Trainer._g_step
-
-    def poisoned(self):
-        if self.step == 3:                                        # the 4th step's G update
-            with torch.no_grad():
-                next(self.G.parameters()).fill_(float("nan"))
-        return real_g_step(self)
-
-    monkeypatch.setattr(Trainer, "_g_step", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"non-finite at step \d") as err:
-        train(cfg, out=tmp_path, name="nan", progress=False)
+    with pytest.raises(TrainingDiverged, match=r"loss/G became non-finite at step 4") as err:
+        train(cfg, out=tmp_path, name="nan", progress=False, loss=NaNAtStep4())
     snaps = list_snapshots(tmp_path / "nan" / "checkpoints")
     assert [p.name for p in snaps] == ["ckpt-000000002.pt"]
     assert str(snaps[-1]) in str(err.value)
     assert all(torch.isfinite(v).all() for v in load_checkpoint(snaps[-1])["G"].values()
                if v.is_floating_point())
+
+
+class HingeR1(HingeLoss):
+    """A regulariser written outside the package: the hinge loss plus R1 (Mescheder et al. 2018),
+    gamma/2 E|grad_x D(x)|^2 on real images, as its own D phase every 2nd step (lazy
+    regularisation, scaled by the interval)."""
+
+    def __init__(self, gamma: float):
+        super().__init__()
+        self.gamma = gamma
+        self.phases.append(Phase("D_r1", "D", interval=2, real=True))
+
+    def accumulate(self, phase, batch, G, D):
+        if phase.name != "D_r1":
+            return super().accumulate(phase, batch, G, D)
+        real = batch.real.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(real, batch.real_y).sum(), real, create_graph=True)
+        penalty = grad.square().sum((1, 2, 3)).mean()
+        stats.report("loss/R1", penalty)
+        return penalty * (self.gamma / 2 * phase.interval)
+
+
+def test_an_extra_phase_from_outside_the_package_trains_and_resumes_exactly(tmp_path):
+    """R1 every 2nd step: reported on the steps it runs, takes its own real batches, changes D,
+    and the run still resumes bit for bit."""
+    cfg = tiny("train.steps=4", "train.snapshot_every=2")
+    train(cfg, out=tmp_path, name="r1", progress=False, loss=HingeR1(gamma=10.0))
+    rows = [json.loads(line) for line in (tmp_path / "r1" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss/R1" in r] == [1, 3]                  # steps 0 and 2, 0-based
+    assert all(r["loss/R1"] > 0 for r in rows if "loss/R1" in r)
+    r1 = last_snapshot(tmp_path / "r1")
+    assert r1["data"]["batches_consumed"] == 4 + 2                                 # D every step, R1 twice
+    train(cfg, out=tmp_path, name="plain", progress=False)
+    plain = last_snapshot(tmp_path / "plain")
+    assert not torch.equal(r1["D"]["linear.bias"], plain["D"]["linear.bias"])
+
+    (tmp_path / "r1" / "checkpoints" / "ckpt-000000004.pt").unlink()               # back to step 2
+    train(cfg, out=tmp_path, name="r1", resume="auto", progress=False, loss=HingeR1(gamma=10.0))
+    for key in TRAINED + ("data",):
+        assert_same_state(last_snapshot(tmp_path / "r1")[key], r1[key], exact=True, what=key)
 
 
 def test_truncated_checkpoint_is_skipped_by_resume_auto(tmp_path, capsys):
@@ -236,13 +286,16 @@ def test_resuming_with_a_different_network_is_refused(tmp_path):
 
 
 def test_run_directory_holds_config_logs_samples_and_checkpoints(tmp_path):
-    run = train(tiny("train.sample_every=1", "train.snapshot_every=1", "train.keep_last=1"), out=tmp_path,
-                progress=False)
+    overrides = ("train.sample_every=1", "train.snapshot_every=1", "train.keep_last=1",
+                 "model.D.context=[{at=16, block='attn'}]")
+    run = train(tiny(*overrides), out=tmp_path, progress=False)
     assert run.name == "00000-hamgan"
-    assert load_config(run / "config.toml") == tiny("train.sample_every=1", "train.snapshot_every=1",
-                                                    "train.keep_last=1")
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 2 and '"loss/G"' in lines[0] and '"sigma/G.' in lines[0]
+    assert load_config(run / "config.toml") == tiny(*overrides)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    # every scalar by name, each context block's reported by the block itself
+    assert {"loss/G", "loss/D_real", "loss/D_fake", "D/real_score", "D/fake_score", "sigma/G.context.1.0",
+            "recon_error/G.context.1.0.ham", "gamma/D.context.0.0", "grad_norm/G", "lr/D"} <= set(rows[0])
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
         "grid-000000000.png", "grid-000000001.png", "grid-000000002.png"]
     assert [p.name for p in list_snapshots(run / "checkpoints")] == ["ckpt-000000002.pt"]   # keep_last = 1
@@ -272,7 +325,6 @@ def test_without_inception_weights_the_run_continues_and_says_why_once(tmp_path)
 
 def test_fid_in_training_is_logged_and_the_best_checkpoint_kept(tmp_path):
     """Seeded random Inception weights stand in for the real ones (same code path)."""
-    import json
     from hamgan.data import ShapesDataset
     from hamgan.metrics.evaluate import evaluate_images
     from hamgan.metrics.inception import write_random_weights

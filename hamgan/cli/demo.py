@@ -27,7 +27,7 @@ def run(args):
 
     from ..checkpoint import latest_good_snapshot, load_generator
     from ..config import load_config
-    from ..data import open_dataset
+    from ..data import open_training_data
     from ..images import save_grid
     from ..sample import class_sheet
     from ..train import train
@@ -44,8 +44,7 @@ def run(args):
     sheet = class_sheet(G, columns=cols, seed=0)          # one row per class, the same z in every row
     save_grid(sheet.images, run_dir / "demo_samples.png", nrow=cols)
 
-    data = open_dataset(cfg.data.source, cfg.model.resolution, n_classes=cfg.data.shapes_classes,
-                        size=cfg.data.shapes_size, seed=cfg.train.seed)
+    data = open_training_data(cfg)
     by_class = {c: [i for i in range(min(len(data), 50 * n)) if data[i][1] == c][:cols] for c in range(n)}
     real = torch.stack([data[i][0] for c in range(n) for i in by_class[c]])
     save_grid(real, run_dir / "demo_real.png", nrow=cols)

@@ -22,13 +22,14 @@ def add_arguments(p):
 
 def run(args):
     from ..config import check_files, load_config
-    from ..train import dry_run, find_resume, train
+    from ..rundir import find_resume
+    from ..train import dry_run, train
 
     overrides = list(args.overrides) + ([f"data.source={json.dumps(args.data)}"] if args.data else [])
-    base = None
-    if args.resume and not args.config:
-        found = find_resume(Path(args.out), args.name, args.resume)
-        base = found[2]["config"] if found else None
+    resume = args.resume
+    if resume and not args.config:   # continue with the checkpoint's own config
+        resume = find_resume(Path(args.out), args.name, args.resume) or resume
+    base = None if isinstance(resume, str) or resume is None else resume.state["config"]
     cfg = load_config(args.config, overrides, base=base)
     check_files(cfg)
     if args.dry_run:
@@ -36,7 +37,7 @@ def run(args):
         for k, v in report.items():
             print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
         return
-    run_dir = train(cfg, out=args.out, name=args.name, resume=args.resume, progress=not args.no_progress,
+    run_dir = train(cfg, out=args.out, name=args.name, resume=resume, progress=not args.no_progress,
                     device=args.device)
     if int(os.environ.get("RANK", 0)) == 0:
         print(f"run directory: {run_dir}")

@@ -2,7 +2,7 @@
 
 Every dataset yields (uint8 (3, H, W) image, int label) and has `class_names` and `len()`;
 `build_loader` turns one into endless, sharded, resumable (uint8 (b, 3, H, W), int64 (b,))
-batches. `open_dataset` picks the kind from a source string.
+batches. `open_dataset` picks the kind from a source string, `open_training_data` from a config.
 """
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from .shapes import ShapesDataset
 from .store import PreparedStore, is_store
 
 
-def open_dataset(source: str, resolution: int, resize: str = "bilinear", **shapes_opts):
+def open_dataset(source: str, resolution: int | None, resize: str = "bilinear", **shapes_opts):
     """'shapes' -> `ShapesDataset(resolution, **shapes_opts)` (n_classes, size, seed); a folder
-    written by `hamgan prepare` -> `PreparedStore` (its resolution must equal `resolution`);
-    any other folder -> `ImageFolderDataset` (layout validated, transformed on the fly)."""
+    written by `hamgan prepare` -> `PreparedStore` (its resolution must equal `resolution`,
+    unless that is None); any other folder -> `ImageFolderDataset` (layout validated,
+    transformed on the fly)."""
     if source == "shapes":
         return ShapesDataset(resolution, **shapes_opts)
     path = Path(os.path.expanduser(source))
@@ -30,7 +31,7 @@ def open_dataset(source: str, resolution: int, resize: str = "bilinear", **shape
                           f"`hamgan prepare`, or an ImageFolder with one sub-folder per class)")
     if is_store(path):
         store = PreparedStore(path)
-        if store.resolution != resolution:
+        if resolution is not None and store.resolution != resolution:
             raise HamganError(f"{path} holds {store.resolution} px images but the model is {resolution} px: "
                               f"prepare the data with --size {resolution}, or set model.resolution = "
                               f"{store.resolution}")
@@ -38,6 +39,12 @@ def open_dataset(source: str, resolution: int, resize: str = "bilinear", **shape
     return ImageFolderDataset(path, resolution, resize)
 
 
-__all__ = ["open_dataset", "build_loader", "InfiniteLoader", "InfiniteShardedSampler", "ShapesDataset",
+def open_training_data(cfg):
+    """The training data a `Config` names (data.source, with its resize and shapes settings)."""
+    return open_dataset(cfg.data.source, cfg.model.resolution, resize=cfg.data.resize,
+                        n_classes=cfg.data.shapes_classes, size=cfg.data.shapes_size, seed=cfg.train.seed)
+
+
+__all__ = ["open_dataset", "open_training_data", "build_loader", "InfiniteLoader", "InfiniteShardedSampler", "ShapesDataset",
            "PreparedStore", "ImageFolderDataset", "LayoutError", "prepare", "scan_class_folders",
            "scan_labelled_folder", "is_store"]

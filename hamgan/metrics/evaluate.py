@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import warnings
 from typing import Optional
 
 import numpy as np
@@ -24,8 +23,9 @@ import torch
 from .. import distributed as ddp
 from ..errors import HamganError
 from ..images import to_uint8
+from ..layers import eval_mode
 from ..rng import private_rng
-from .fid import MIN_SAMPLES, FeatureStats, FIDStats, frechet_distance
+from .fid import MIN_SAMPLES, FeatureStats, FIDStats, fid_from_stats
 from .inception import FEATURE_DIM, NUM_LOGITS, InceptionFeatures, get_extractor
 from .inception_score import ISAccumulator
 
@@ -85,13 +85,11 @@ class Accumulator:
             notes.append("IS is 1 by construction: these Inception weights have no classifier "
                          "(fc layer all zeros, e.g. the offline conversion); FID/KID are unaffected")
         if reference is not None:
-            reference.check_compatible(provenance)
             small = min(sample.count, reference.count)
             if small < MIN_SAMPLES:
                 notes.append(f"FID from {small} samples (< {MIN_SAMPLES}): rank-deficient covariance, "
                              "biased upwards; compare only FIDs made with equal sample counts")
-                warnings.warn(notes[-1], stacklevel=3)
-            out["fid"] = frechet_distance(sample.mu, sample.sigma, reference.mu, reference.sigma)
+            out["fid"] = fid_from_stats(sample, reference)   # checks compatibility, warns when small
         if extras:
             out.update(extra_metrics(sample, reference, notes, device=self.stats.sum.device))
         out["notes"] = notes
@@ -237,30 +235,25 @@ def evaluate_generator(G: torch.nn.Module, *, num_samples: int, batch_size: int,
     mine = range(rank, math.ceil(num_samples / batch_size), world)
     mine_total = sum(min(batch_size, num_samples - k * batch_size) for k in mine)
 
-    was_training = G.training
-    G.eval()
-    try:
-        with torch.no_grad(), private_rng():
-            # one sample first: its size completes the provenance, checked before the long run
-            torch.manual_seed(chunk_seed(seed, 0))
-            z, y = sample_latents(1, z_dim, n_classes, truncation)
-            probe = G(z.to(device), None if y is None else y.to(device))
-            provenance = _provenance(extractor, probe, reference)
-            acc = Accumulator.for_extractor(extractor, provenance, num_samples, device, splits, keep)
-            with _progress(mine_total, "eval", progress and rank == 0) as bar:
-                for k in mine:
-                    lo, hi = k * batch_size, min(num_samples, (k + 1) * batch_size)
-                    with clock("generate"):
-                        torch.manual_seed(chunk_seed(seed, k))
-                        z, y = sample_latents(hi - lo, z_dim, n_classes, truncation)
-                        images = to_uint8(G(z.to(device), None if y is None else y.to(device)))
-                    with clock("inception"):
-                        pool3, logits = extractor(images)
-                    with clock("statistics"):
-                        acc.update(pool3, logits, torch.arange(lo, hi))
-                    bar.update(hi - lo)
-    finally:
-        G.train(was_training)
+    with eval_mode(G), torch.no_grad(), private_rng():
+        # one sample first: its size completes the provenance, checked before the long run
+        torch.manual_seed(chunk_seed(seed, 0))
+        z, y = sample_latents(1, z_dim, n_classes, truncation)
+        probe = G(z.to(device), None if y is None else y.to(device))
+        provenance = _provenance(extractor, probe, reference)
+        acc = Accumulator.for_extractor(extractor, provenance, num_samples, device, splits, keep)
+        with _progress(mine_total, "eval", progress and rank == 0) as bar:
+            for k in mine:
+                lo, hi = k * batch_size, min(num_samples, (k + 1) * batch_size)
+                with clock("generate"):
+                    torch.manual_seed(chunk_seed(seed, k))
+                    z, y = sample_latents(hi - lo, z_dim, n_classes, truncation)
+                    images = to_uint8(G(z.to(device), None if y is None else y.to(device)))
+                with clock("inception"):
+                    pool3, logits = extractor(images)
+                with clock("statistics"):
+                    acc.update(pool3, logits, torch.arange(lo, hi))
+                bar.update(hi - lo)
 
     with clock("summary"):  # once per evaluation: reduction, FID, IS, extras
         if world > 1:

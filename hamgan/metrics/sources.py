@@ -10,10 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.folder import IMAGE_EXTENSIONS, is_image_name
 from ..errors import HamganError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
-
 
 def list_images(root: str | os.PathLike) -> list[Path]:
     """Image files under `root`, recursively, sorted by relative path (hidden entries skipped)."""
@@ -22,7 +20,7 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         found += [Path(dirpath) / n for n in filenames
-                  if not n.startswith(".") and n.lower().endswith(IMAGE_EXTENSIONS)]
+                  if not n.startswith(".") and is_image_name(n)]
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -62,7 +60,7 @@ class ImageFiles(torch.utils.data.Dataset):
 def open_images(source: str, resolution: int | None = None, resize: str = "bilinear"):
     """(dataset of (uint8 (3, H, W), label), description for a statistics file's provenance)
     from 'shapes' (needs `resolution`), a prepared store (`hamgan prepare`), or an image folder."""
-    from ..data import PreparedStore, is_store, open_dataset
+    from ..data import is_store, open_dataset
 
     if source == "shapes":
         if resolution is None:
@@ -70,10 +68,7 @@ def open_images(source: str, resolution: int | None = None, resize: str = "bilin
         return open_dataset("shapes", resolution), {"source": "shapes", "source_resize": "procedural"}
     path = Path(source).expanduser()
     if is_store(path):
-        store = PreparedStore(path)
-        if resolution is not None and resolution != store.resolution:
-            raise HamganError(f"{path} holds {store.resolution} px images, not {resolution} px: statistics must "
-                              "be of images the size the generator makes (prepare a store of that size)")
+        store = open_dataset(source, resolution)
         return store, {"source": str(path.resolve()), "source_resize": store.manifest.get("resize", "")}
     if path.is_dir():
         return (ImageFiles(path, resolution, resize),
