@@ -10,6 +10,9 @@ while it is held. A second process that finds the file
   running (or is our own: a restarted container); on another host, its heartbeat has not
   moved for `STALE_AFTER` seconds (watched for that long, so clocks need not agree).
 
+A process may take a lock it already holds (`hamgan demo` holds its run directory's while it
+trains there); only the outermost release removes it.
+
 Portable: no fcntl, no signals (Windows asks the process table through ctypes).
 """
 from __future__ import annotations
@@ -84,6 +87,7 @@ class RunLock:
         self.path = Path(folder) / LOCK_NAME
         self.command, self.note = command, note
         self.token = uuid.uuid4().hex
+        self._nested = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -94,6 +98,9 @@ class RunLock:
             holder, mtime = _read(self.path)
             if holder is None:
                 continue  # released meanwhile: try again
+            if holder.get("token") in _HELD:  # held by this very process already
+                self._nested = True
+                return self
             if not holder:  # its writer is writing it (microseconds) or died doing so
                 unreadable_since = unreadable_since or time.monotonic()
                 if time.monotonic() - unreadable_since < 2.0:
@@ -112,6 +119,9 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        if self._nested:
+            self._nested = False
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -147,7 +157,7 @@ class RunLock:
         when it cannot be asked directly)."""
         if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
             if holder["pid"] == os.getpid():
-                return None if holder.get("token") in _HELD else "its pid is ours (a restarted container)"
+                return "its pid is ours (a restarted container)"
             if not pid_running(holder["pid"]):
                 return "that process is no longer running"
             return None

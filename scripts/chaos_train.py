@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         print(f"reference: {steps} steps uninterrupted in {total:.1f} s ({startup:.1f} s start-up, "
               f"{training:.1f} s training)")
 
-        run_dir, kills, resumes, found, skipped, removed = out / "chaos", 0, 0, {}, set(), set()
+        run_dir, kills, resumes, locks, found, skipped, removed = out / "chaos", 0, 0, 0, {}, set(), set()
         while True:
             attempt = Attempt([*common, "--name", "chaos", "--resume", "auto"])
             delay = None
@@ -157,8 +157,10 @@ def main(argv=None) -> int:
                 delay = rng.uniform(0, startup + 2 * training * left / (args.kills - kills + 1))
             killed = attempt.finish(delay)
             resumes += bool(attempt.said("resumed from"))
-            skipped |= {line.split()[1] for line in attempt.said("skipping ")}
-            removed |= {line.split("removed ", 1)[1] for line in attempt.said("removed unfinished write")}
+            locks += bool(attempt.said("took over the lock"))
+            skipped |= {Path(line.split()[1]).name for line in attempt.said("skipping ")}
+            removed |= {name for line in attempt.said("removed unfinished writes")
+                        for name in line.split(": ", 1)[1].split(", ")}
             if not killed:
                 break
             kills += 1
@@ -176,9 +178,9 @@ def main(argv=None) -> int:
         a = load_checkpoint(list_snapshots(out / "reference" / "checkpoints")[-1])
         b = load_checkpoint(list_snapshots(run_dir / "checkpoints")[-1])
         diff = differences(a, b)
-        print(f"kills: {kills}, resumes: {resumes}, damaged files found: {len(found)} "
-              f"({', '.join(sorted(found)) or 'none'}), skipped or removed by the resumed runs: "
-              f"{len(skipped | removed)}")
+        print(f"kills: {kills}, resumes: {resumes}, locks of killed runs taken over: {locks}, damaged files "
+              f"found: {len(found)} ({', '.join(sorted(found)) or 'none'}), skipped or removed by the resumed "
+              f"runs: {len(skipped | removed)}")
         if diff:
             print(f"end state: DIFFERENT from the uninterrupted run at step {b['step']} vs {a['step']}: "
                   f"{', '.join(diff[:10])}")

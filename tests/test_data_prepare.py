@@ -18,7 +18,8 @@ from hamgan.data import ImageFolderDataset, PreparedStore, ShapesDataset, open_d
 from hamgan.data.prepare import STOP_ENV, SimulatedCrash
 from hamgan.data.transforms import center_crop_box, crop_resize
 from hamgan.errors import HamganError
-from hamgan.runlock import RunLock
+
+from .test_runlock import holder
 
 SIZE = 32
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -244,9 +245,12 @@ def test_rerun_of_finished_store_is_noop_other_options_refused(tree, store_dir, 
     busy = tmp_path / "busy"
     with pytest.raises(SimulatedCrash):
         prepare(tree, busy, size=SIZE, workers=0, progress=False, _stop_after=1)
-    with RunLock(busy, "hamgan prepare"):  # as if a second prepare were running
-        with pytest.raises(HamganError, match=rf"in use by hamgan prepare \(pid {os.getpid()} on host"):
+    other = holder(busy)  # as if a second prepare were running
+    try:
+        with pytest.raises(HamganError, match=rf"in use by hamgan train \(pid {other.pid} on host"):
             prepare(tree, busy, size=SIZE, workers=0, progress=False)
+    finally:
+        other.communicate("")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "x.txt").write_text("mine")

@@ -92,3 +92,11 @@ def test_the_holder_keeps_its_heartbeat_going(tmp_path, monkeypatch):
         os.utime(tmp_path / LOCK_NAME, (0, 0))
         time.sleep(0.5)
         assert time.time() - (tmp_path / LOCK_NAME).stat().st_mtime < 5
+
+
+def test_a_process_may_take_a_lock_it_holds_and_the_outer_release_removes_it(tmp_path):
+    with RunLock(tmp_path, "hamgan demo"):
+        with RunLock(tmp_path, "hamgan train"):                    # the demo trains in its run directory
+            pass
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["command"] == "hamgan demo"
+    assert not (tmp_path / LOCK_NAME).exists()

@@ -21,7 +21,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..config import check_files, load_config
+    from ..config import load_config
     from ..rundir import find_resume
     from ..train import dry_run, train
 
@@ -31,7 +31,6 @@ def run(args):
         resume = find_resume(Path(args.out), args.name, args.resume) or resume
     base = None if isinstance(resume, str) or resume is None else resume.state["config"]
     cfg = load_config(args.config, overrides, base=base)
-    check_files(cfg)
     if args.dry_run:
         report = dry_run(cfg, device=args.device)
         for k, v in report.items():

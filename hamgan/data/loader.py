@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..stopping import ignore_stop_signals
 from .sampler import InfiniteShardedSampler
 
 
@@ -58,7 +59,7 @@ class InfiniteLoader:
             return (fetch_batch(self.dataset, *key) for key in self.sampler)
         return iter(torch.utils.data.DataLoader(
             _BatchFetcher(self.dataset), batch_size=None, sampler=self.sampler, num_workers=self.workers,
-            pin_memory=self.pin_memory, prefetch_factor=self.prefetch))
+            pin_memory=self.pin_memory, prefetch_factor=self.prefetch, worker_init_fn=ignore_stop_signals))
 
     def __iter__(self):
         return self
