@@ -4,10 +4,10 @@ SIGTERM, SIGINT (Ctrl-C) and SIGUSR1 (what SLURM and Kubernetes send ahead of a 
 end `hamgan train` at once: they set a request, and the loop, after the step it is in, writes a
 checkpoint, says so and raises `RunStopped`, which the command line turns into exit code
 `EXIT_STOPPED` (75, EX_TEMPFAIL: "try again later"); `--resume auto` continues the run. A second
-signal, a second or more after the first, ends the process at once by that signal's default
-action: nothing more is written, so the newest checkpoint stays as it was. (Copies of one
-signal that arrive together, e.g. from SLURM, which signals every process of a job, and from
-torchrun, which forwards what it receives, count as one.)
+signal, a second or more after the first, ends the process at once with exit code 128 + its
+number (as death by that signal): nothing more is written, so the newest checkpoint stays as it
+was. (Copies of one signal that arrive together, e.g. from SLURM, which signals every process of
+a job, and from torchrun, which forwards what it receives, count as one.)
 
 Under torchrun every process must stop after the same step. Rather than a collective (and a
 host synchronisation) every step, the processes compare their requests every `CHECK_EVERY`
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -43,6 +44,11 @@ class StopRequests:
     """While active (a context manager), the stop signals set a request instead of ending the
     process; `requested(step)` says, identically on every process, whether to stop after `step`.
 
+    A watcher thread learns of each signal the moment it arrives (through the wakeup file
+    descriptor the interpreter writes to from its C-level handler), so copies are told from a
+    second signal by their arrival times, and a second signal ends the process even while the
+    main thread waits inside a long operation (a collective, a large kernel).
+
     Signal handlers can only be set in the main thread; elsewhere (a notebook's worker thread)
     the signals keep their usual effect."""
 
@@ -54,28 +60,45 @@ class StopRequests:
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> "StopRequests":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        self._inbox, self._outbox = socket.socketpair()      # a socket: what Windows accepts too
+        self._outbox.setblocking(False)
+        self._previous = {s: signal.signal(s, _noted_by_the_watcher) for s in SIGNALS}
+        self._previous_fd = signal.set_wakeup_fd(self._outbox.fileno(), warn_on_full_buffer=False)
+        self._watcher = threading.Thread(target=self._watch, name="hamgan-stop-signals", daemon=True)
+        self._watcher.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        if not self._previous:
+            return
+        signal.set_wakeup_fd(self._previous_fd)
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
+        self._outbox.close()          # the watcher reads the end and returns
+        self._watcher.join()
+        self._inbox.close()
 
-    def _handle(self, signum: int, frame) -> None:
+    def _watch(self) -> None:
+        while data := self._inbox.recv(64):    # one byte per signal delivered
+            for signum in data:
+                if signum in SIGNALS:
+                    self._arrived(signum, time.monotonic())
+
+    def _arrived(self, signum: int, now: float) -> None:
         name = signal.Signals(signum).name
         if self.received is None:
-            self.received, self._first_at = signum, time.monotonic()
+            self.received, self._first_at = signum, now
             self._say(f"\n{name}: stopping after this step with a checkpoint (send it again to stop at once)\n")
-        elif time.monotonic() - self._first_at >= REPEAT_AFTER:
+        elif now - self._first_at >= REPEAT_AFTER:
             self._say(f"\n{name} again: stopping at once; the newest checkpoint is left as it was\n")
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
+            os._exit(128 + signum)     # the shell's code for death by that signal; nothing is written
 
     def _say(self, text: str) -> None:
         if self.announce:
-            os.write(2, text.encode())   # not print: the signal may have interrupted a print
+            os.write(2, text.encode())
 
     def requested(self, step: int) -> bool:
         """Whether to stop after `step`; under torchrun every process must call it after every
@@ -91,6 +114,11 @@ class StopRequests:
     def reason(self) -> str:
         """What asked for the stop, in words."""
         return signal.Signals(self.received).name if self.received is not None else "a signal to another process"
+
+
+def _noted_by_the_watcher(signum: int, frame) -> None:
+    """The Python-level handler: nothing to do (`StopRequests._watch` acts), but its presence
+    keeps the signal from ending the process or raising KeyboardInterrupt."""
 
 
 def ignore_stop_signals(worker_id: int = 0) -> None:

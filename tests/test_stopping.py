@@ -67,7 +67,7 @@ ONE_SIGNAL_TWICE = textwrap.dedent("""
 def test_a_signal_asks_a_second_one_ends_the_process_at_once(name):
     r = subprocess.run([sys.executable, "-c", ONE_SIGNAL_TWICE, name], env=ENV, capture_output=True, text=True,
                        timeout=300)
-    assert r.returncode == -getattr(signal, name), r.stderr
+    assert r.returncode == 128 + getattr(signal, name), r.stderr
     assert "asked to stop" in r.stdout and "still running" not in r.stdout
     assert f"{name}: stopping after this step" in r.stderr and f"{name} again: stopping at once" in r.stderr
 
