@@ -24,10 +24,11 @@ class SelfAttention(nn.Module):
         if not isinstance(channels, int) or channels < 8 or channels % 8:
             raise ValueError(f"channels must be a positive multiple of 8, got {channels!r}")
         self.fused = fused
-        self.theta = sn_conv1x1(channels, channels // 8, eps=sn_eps)
-        self.phi = sn_conv1x1(channels, channels // 8, eps=sn_eps)
-        self.g = sn_conv1x1(channels, channels // 2, eps=sn_eps)
-        self.o = sn_conv1x1(channels // 2, channels, eps=sn_eps)
+        # exact spectral norm (W / sigma) on all four projections, as TF-GAN's SAGAN (sn_conv1x1)
+        self.theta = sn_conv1x1(channels, channels // 8, kind="exact", eps=sn_eps)
+        self.phi = sn_conv1x1(channels, channels // 8, kind="exact", eps=sn_eps)
+        self.g = sn_conv1x1(channels, channels // 2, kind="exact", eps=sn_eps)
+        self.o = sn_conv1x1(channels // 2, channels, kind="exact", eps=sn_eps)
         self.gamma = nn.Parameter(torch.zeros(()))
 
     stats_name = "attention"  # the name its statistics are reported under (`stats.name_reporters`)

@@ -5,6 +5,12 @@ A checkpoint is one `torch.save`d dict, readable with ``torch.load(weights_only=
 ``format``, ``version``, ``config`` (the resolved config as a dict) and ``step``; a
 training snapshot adds the networks, optimizers, RNG states and data position
 (see `hamgan.train`).
+
+A checkpoint keeps the model semantics it was trained with. Format version 2 made the
+official normalisation the default (`model.sn`, `model.bn_momentum`, `model.bn_running_var`,
+and `model.bn_eps` 1e-3); a version-1 checkpoint's config has no such keys, and reading it
+fills them with what hamgan computed when it was written (`LEGACY_MODEL`), so it loads, samples
+and resumes exactly as before.
 """
 from __future__ import annotations
 
@@ -18,7 +24,11 @@ from .atomic import atomic_write
 from .errors import HamganError
 
 FORMAT = "hamgan-checkpoint"
-VERSION = 1
+VERSION = 2
+# Model-config keys added by each format version, with the semantics checkpoints of the older
+# formats were trained with: torch's batch norm (eps 1e-5, momentum 0.1, unbiased running
+# variance) and exact spectral norm everywhere.
+LEGACY_MODEL = {2: {"bn_eps": 1e-5, "bn_momentum": 0.1, "bn_running_var": "unbiased", "sn": "exact"}}
 
 
 class CheckpointError(HamganError):
@@ -61,6 +71,18 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is not a hamgan checkpoint")
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer hamgan (format version {payload['version']})")
+    return _upgrade(payload)
+
+
+def _upgrade(payload: dict) -> dict:
+    """Fill the model-config keys that formats newer than `payload`'s added with the values its
+    networks were trained with (`LEGACY_MODEL`), in place; returns `payload`."""
+    model = payload.get("config", {}).get("model")
+    if model is not None:
+        for version, keys in LEGACY_MODEL.items():
+            if payload.get("version", 0) < version:
+                for key, value in keys.items():
+                    model.setdefault(key, value)
     return payload
 
 

@@ -145,7 +145,17 @@ class ModelConfig:
     shared_dim: int = opt(128, "size of the shared class embedding (conditioning = 'shared')", within="[1, inf)")
     init: Literal["xavier", "ortho", "normal"] = opt(
         "xavier", "weight init: xavier uniform (TF-GAN SAGAN, official), orthogonal (BigGAN), N(0, 0.02)")
-    bn_eps: float = opt(1e-5, "batch-norm epsilon", within="(0, inf)")
+    bn_eps: float = opt(1e-3, "epsilon of G's batch norms (TF-GAN's 1e-3, official; torch's default is 1e-5)",
+                        within="(0, inf)")
+    bn_momentum: float = opt(1e-3, "weight of each batch in the running statistics of G's batch norms: "
+                             "1 - decay, TF-GAN's decay 0.999 (official); torch's default is 0.1", within="(0, 1]")
+    bn_running_var: Literal["biased", "unbiased"] = opt(
+        "biased", "batch variance the running variance of G's batch norms tracks: biased (TF-GAN, "
+        "official) or unbiased (torch.nn.BatchNorm)")
+    sn: Literal["official", "exact"] = opt(
+        "official", "spectral norm: 'official' (TF-GAN's two kinds: W / max(1, sigma) on the 3x3 and skip "
+        "convs, linears and class embeddings, W / sigma on the Hamburger's and attention's 1x1 convs) or "
+        "'exact' (W / sigma everywhere, BigGAN-PyTorch)")
     sn_eps: float = opt(1e-6, "spectral-norm epsilon", within="(0, inf)")
     cross_replica_bn: bool = opt(True, "under torch.distributed, BN statistics over the whole global batch")
     G: GeneratorConfig = opt(GeneratorConfig(), "generator")

@@ -325,11 +325,13 @@ class Hamburger(nn.Module):
         dim = channels // groups if dim is None else dim
         _check_positive("dim", dim)
         self.groups, self.dim = groups, dim
-        self.lower_bread = sn_conv1x1(channels, groups * dim, eps=sn_eps)
+        # the breads are normalised exactly (W / sigma) whatever the rest of the network uses,
+        # as in the official code (TF-GAN's sn_conv1x1)
+        self.lower_bread = sn_conv1x1(channels, groups * dim, kind="exact", eps=sn_eps)
         extra = {"beta": beta} if ham == "cd" else {}
         self.ham = DECOMPOSITIONS[ham](dim, rank, steps=steps, eval_steps=eval_steps, groups=groups, eps=eps,
                                        inv_t=inv_t, bases_init=bases_init, grad=grad, **extra)
-        self.upper_bread = sn_conv1x1(groups * dim, channels, eps=sn_eps)
+        self.upper_bread = sn_conv1x1(groups * dim, channels, kind="exact", eps=sn_eps)
         self.norm = norm
         self.sigma = nn.Parameter(torch.zeros(()))
 

@@ -13,6 +13,13 @@ Class conditioning of G (`model.conditioning`):
   follows.
 With n_classes = 0 both networks are unconditional (labels are ignored).
 
+Normalisation (`model.sn`, `model.bn_*`, see `hamgan.layers`): with ``sn = "official"`` the
+3x3 and skip convs, the linear layers and the class embeddings have "at most 1" spectral norm
+(W / max(1, sigma)), the Hamburger's and attention's 1x1 convs exact spectral norm (W / sigma),
+as the official TF-GAN code; ``sn = "exact"`` makes every layer exact. Every batch norm of G
+(the class tables', the Hamburger's, the output one) has the configured eps, momentum and
+running variance.
+
 Initialisation (`model.init`): "xavier" (default; Xavier/Glorot uniform, as TF-GAN's SAGAN used
 by the official HamGAN code), "ortho" (orthogonal, BigGAN) or "normal" (N(0, 0.02)); biases 0,
 BN gains 1 and biases 0, context-block scales 0. Applied to the weights under spectral norm,
@@ -31,7 +38,7 @@ from .config import ConfigError, ContextBlock, ModelConfig
 from .ham import Bases, Hamburger
 from .stats import name_reporters
 from .layers import (BatchNorm2d, ClassTableBN, DBlock, GBlock, LinearCBN, refresh_spectral_norm,
-                     sn_conv2d, sn_embedding, sn_linear)
+                     sn_conv2d, sn_embedding, sn_linear, spectral_norms)
 
 INITS = {
     "xavier": nn.init.xavier_uniform_,
@@ -72,6 +79,20 @@ def _check_model(cfg: ModelConfig) -> None:
         raise ConfigError(f"model.conditioning = {cfg.conditioning!r}: expected 'cbn' or 'shared'")
     if not cfg.bn_eps > 0 or not cfg.sn_eps > 0:
         raise ConfigError("model.bn_eps and model.sn_eps must be > 0")
+    if not 0 < cfg.bn_momentum <= 1:
+        raise ConfigError(f"model.bn_momentum = {cfg.bn_momentum!r}: expected a number in (0, 1] "
+                          "(1 - the moving-average decay; TF-GAN's 0.001)")
+
+
+def sn_kind(cfg: ModelConfig) -> str:
+    """The spectral-norm kind of every layer but the context blocks' 1x1 convs (always exact)."""
+    return "at_most_1" if cfg.sn == "official" else "exact"
+
+
+def bn_settings(cfg: ModelConfig) -> dict:
+    """Keyword arguments of every batch norm of G (`hamgan.layers.BatchNorm2d` and the conditional ones)."""
+    return dict(eps=cfg.bn_eps, momentum=cfg.bn_momentum, running_var=cfg.bn_running_var,
+                cross_replica=cfg.cross_replica_bn)
 
 
 def _context_module(ctx: ContextBlock, channels: int, norm: nn.Module | None, sn_eps: float, where: str):
@@ -101,7 +122,7 @@ class Generator(nn.Module):
         self.z_dim, self.n_classes, self.resolution = cfg.z_dim, cfg.n_classes, cfg.resolution
         self.conditioning = cfg.conditioning
         n_blocks = len(self.stages)
-        bn = dict(eps=cfg.bn_eps, cross_replica=cfg.cross_replica_bn)
+        bn, kind = bn_settings(cfg), sn_kind(cfg)
         if cfg.conditioning == "shared":
             chunk = cfg.z_dim // (n_blocks + 1)
             if chunk < 1:
@@ -109,11 +130,11 @@ class Generator(nn.Module):
                                   f"latent dimensions (one chunk per up-block plus one for the linear layer)")
             self.z_split = [cfg.z_dim - chunk * n_blocks] + [chunk] * n_blocks
             self.embed_dim = cfg.shared_dim if cfg.n_classes else 0
-            self.shared = sn_embedding(cfg.n_classes, cfg.shared_dim, cfg.sn_eps) if cfg.n_classes else None
+            self.shared = sn_embedding(cfg.n_classes, cfg.shared_dim, kind, cfg.sn_eps) if cfg.n_classes else None
             cond_dim = self.embed_dim + chunk
 
             def make_norm(c):
-                return LinearCBN(c, cond_dim, sn_eps=cfg.sn_eps, **bn)
+                return LinearCBN(c, cond_dim, sn_kind=kind, sn_eps=cfg.sn_eps, **bn)
         else:
             self.z_split = [cfg.z_dim]
             self.embed_dim = cfg.n_classes
@@ -122,15 +143,15 @@ class Generator(nn.Module):
             def make_norm(c):
                 return ClassTableBN(c, cfg.n_classes, **bn) if cfg.n_classes else BatchNorm2d(c, **bn)
 
-        self.linear = sn_linear(self.z_split[0], 4 * 4 * self.stages[0].c_in, eps=cfg.sn_eps)
-        self.blocks = nn.ModuleList(GBlock(s.c_in, s.c_out, make_norm, cfg.sn_eps) for s in self.stages)
+        self.linear = sn_linear(self.z_split[0], 4 * 4 * self.stages[0].c_in, kind=kind, eps=cfg.sn_eps)
+        self.blocks = nn.ModuleList(GBlock(s.c_in, s.c_out, make_norm, kind, cfg.sn_eps) for s in self.stages)
         self.context = nn.ModuleList(
             nn.ModuleList(_context_module(ctx, s.c_out, make_norm(s.c_out) if ctx.block == "ham" else None,
                                           cfg.sn_eps, f"model.G.context[{i}]") for i, ctx in s.context)
             for s in self.stages)
         c_last = self.stages[-1].c_out
         self.out_bn = BatchNorm2d(c_last, **bn)
-        self.out_conv = sn_conv2d(c_last, 3, 3, eps=cfg.sn_eps)
+        self.out_conv = sn_conv2d(c_last, 3, 3, kind=kind, eps=cfg.sn_eps)
         init_weights(self, cfg.init)
         name_reporters(self, "G")
 
@@ -188,15 +209,16 @@ class Discriminator(nn.Module):
         _check_model(cfg)
         self.stages: list[Stage] = discriminator_stages(cfg)
         self.n_classes, self.resolution = cfg.n_classes, cfg.resolution
+        kind = sn_kind(cfg)
         self.blocks = nn.ModuleList(DBlock(s.c_in, s.c_out, downsample=s.resample, preactivation=k > 0,
-                                           sn_eps=cfg.sn_eps) for k, s in enumerate(self.stages))
+                                           sn_kind=kind, sn_eps=cfg.sn_eps) for k, s in enumerate(self.stages))
         self.context = nn.ModuleList(
             nn.ModuleList(_context_module(ctx, s.c_out, None, cfg.sn_eps, f"model.D.context[{i}]")
                           for i, ctx in s.context)
             for s in self.stages)
         c_last = self.stages[-1].c_out
-        self.linear = sn_linear(c_last, 1, eps=cfg.sn_eps)
-        self.embed = sn_embedding(cfg.n_classes, c_last, cfg.sn_eps) if cfg.n_classes else None
+        self.linear = sn_linear(c_last, 1, kind=kind, eps=cfg.sn_eps)
+        self.embed = sn_embedding(cfg.n_classes, c_last, kind, cfg.sn_eps) if cfg.n_classes else None
         init_weights(self, cfg.init)
         name_reporters(self, "D")
 
@@ -245,11 +267,20 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:.2f} M"
 
 
-def _table(rows: list[tuple[str, str, str, str, int]]) -> list[str]:
-    header = ("stage", "output", "channels", "context", "params")
-    widths = [max(len(str(r[k])) for r in rows + [header]) for k in range(4)]
-    fmt = "  {:<%d}  {:<%d}  {:<%d}  {:<%d}  {:>11}" % tuple(widths)
-    return [fmt.format(*header).rstrip()] + [fmt.format(*r[:4], f"{r[4]:,}") for r in rows]
+SN_NAMES = {"at_most_1": "at most 1", "exact": "exact"}
+
+
+def _sn_text(*modules: nn.Module) -> str:
+    """The spectral-norm kinds of the layers in `modules`, e.g. 'at most 1' or 'exact'."""
+    kinds = {p.kind for module in modules for m in module.modules() for p in spectral_norms(m)}
+    return " + ".join(SN_NAMES[k] for k in sorted(kinds))
+
+
+def _table(rows: list[tuple[str, str, str, str, str, int]]) -> list[str]:
+    header = ("stage", "output", "channels", "context", "spectral norm", "params")
+    widths = [max(len(str(r[k])) for r in rows + [header]) for k in range(5)]
+    fmt = "  {:<%d}  {:<%d}  {:<%d}  {:<%d}  {:<%d}  {:>11}" % tuple(widths)
+    return [fmt.format(*header).rstrip()] + [fmt.format(*r[:5], f"{r[5]:,}") for r in rows]
 
 
 def describe(cfg) -> str:
@@ -269,17 +300,21 @@ def describe(cfg) -> str:
            f"conditioning = {G.conditioning} ({cond}), init = {model.init}"]
     s0 = G.stages[0]
     stem = "linear z" + (" + shared embedding" if G.shared is not None else "")
-    rows = [(stem, "4x4", f"{s0.c_in}", "", count_parameters(G.linear) + count_parameters(G.shared or nn.Module()))]
+    shared = G.shared or nn.Module()
+    rows = [(stem, "4x4", f"{s0.c_in}", "", _sn_text(G.linear, shared),
+             count_parameters(G.linear) + count_parameters(shared))]
     for k, (s, block, context) in enumerate(zip(G.stages, G.blocks, G.context)):
         rows.append((f"up-block {k + 1}", f"{s.resolution}x{s.resolution}", f"{s.c_in} -> {s.c_out}", "",
-                     count_parameters(block)))
+                     _sn_text(block), count_parameters(block)))
         for (_, ctx), m in zip(s.context, context):
-            rows.append(("", "", "", _context_text(ctx, s.c_out), count_parameters(m)))
+            rows.append(("", "", "", _context_text(ctx, s.c_out), _sn_text(m), count_parameters(m)))
     r = model.resolution
     rows.append(("output", f"{r}x{r}", f"{G.stages[-1].c_out} -> 3", "BN, ReLU, 3x3 conv, tanh",
-                 count_parameters(G.out_bn) + count_parameters(G.out_conv)))
+                 _sn_text(G.out_conv), count_parameters(G.out_bn) + count_parameters(G.out_conv)))
     n_g = count_parameters(G)
-    out += _table(rows) + [f"G parameters: {n_g}", ""]
+    bn = (f"batch norm: eps {model.bn_eps:g}, running statistics with momentum {model.bn_momentum:g} "
+          f"(decay {1 - model.bn_momentum:g}), {model.bn_running_var} variance")
+    out += _table(rows) + [f"  {bn}", f"G parameters: {n_g}", ""]
 
     out.append(f"Discriminator: {model.resolution} px, ch = {model.D.ch}, "
                f"{'projection over ' + classes if model.n_classes else classes}, init = {model.init}")
@@ -287,15 +322,17 @@ def describe(cfg) -> str:
     for k, (s, block, context) in enumerate(zip(D.stages, D.blocks, D.context)):
         kind = "down-block" if s.resample else "block"
         rows.append((f"{kind} {k + 1}", f"{s.resolution}x{s.resolution}", f"{s.c_in} -> {s.c_out}", "",
-                     count_parameters(block)))
+                     _sn_text(block), count_parameters(block)))
         for (_, ctx), m in zip(s.context, context):
-            rows.append(("", "", "", _context_text(ctx, s.c_out), count_parameters(m)))
+            rows.append(("", "", "", _context_text(ctx, s.c_out), _sn_text(m), count_parameters(m)))
     head = f"ReLU, sum pool, linear {D.stages[-1].c_out} -> 1"
     if D.embed is not None:
         head += f" + projection {model.n_classes} x {D.stages[-1].c_out}"
-    rows.append(("output", "1", f"{D.stages[-1].c_out} -> 1", head,
-                 count_parameters(D.linear) + count_parameters(D.embed or nn.Module())))
+    embed = D.embed or nn.Module()
+    rows.append(("output", "1", f"{D.stages[-1].c_out} -> 1", head, _sn_text(D.linear, embed),
+                 count_parameters(D.linear) + count_parameters(embed)))
     n_d = count_parameters(D)
     out += _table(rows) + [f"D parameters: {n_d}"]
     out.append(f"(G {_millions(n_g)}, D {_millions(n_d)}; the paper's HamGAN: G 42.6 M, D 39.5 M)")
+    out.append("spectral norm: 'at most 1' = W / max(1, sigma), 'exact' = W / sigma (model.sn)")
     return "\n".join(out) + "\n"

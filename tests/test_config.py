@@ -1,6 +1,5 @@
 """Typed configuration: defaults, files, overrides, errors, round trip."""
 import dataclasses
-import json
 import math
 import os
 import re
@@ -13,6 +12,7 @@ import pytest
 
 from hamgan.cli import main
 from hamgan.config import Config, ConfigError, load_config, save_config, to_dict
+from hamgan.config import _toml_value as toml  # the TOML literals of overrides (nan, inf included)
 
 
 def test_defaults_are_the_paper_recipe():
@@ -70,19 +70,6 @@ TINY_RUN = ["model.resolution=32", "model.n_classes=3", "model.G.ch=4", "model.D
             "model.G.context=[{at=16, rank=4, steps=1}]", "model.D.context=[{at=16, rank=4, steps=1}]",
             "data.shapes_classes=3", "data.shapes_size=16", "data.workers=0", "train.batch_size=2", "train.steps=1",
             "train.log_every=0", "train.sample_every=0", "train.eval_every=0"]
-
-
-def toml(v) -> str:
-    """A TOML literal for an override (floats by repr: nan, inf are TOML too)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {toml(x)}" for k, x in v.items() if x is not None) + "}"
-    return repr(v)
 
 
 def every_key(cls=Config, prefix=""):

@@ -5,7 +5,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hamgan.layers import (BatchNorm2d, ClassTableBN, DBlock, GBlock, LinearCBN, _cross_replica_normalise,
-                           refresh_spectral_norm, sn_conv2d, sn_embedding, sn_linear, spectral_norms)
+                           power_iteration_paused, refresh_spectral_norm, sn_conv2d, sn_embedding, sn_linear,
+                           spectral_norms)
+
+TORCH_BN = dict(eps=1e-5, momentum=0.1, running_var="unbiased")   # torch.nn.BatchNorm2d's arithmetic
 
 
 def top_singular_value(module) -> float:
@@ -56,6 +59,57 @@ def test_refresh_after_reinitialisation():
     assert abs(stale - 1) > 0.05 and top_singular_value(m) == pytest.approx(1.0, abs=1e-3)
 
 
+def with_singular_values(shape, values, seed=0):
+    """A random (out, in) matrix with exactly the given singular values (an independent oracle)."""
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(shape[0], shape[0], generator=g))
+    v, _ = torch.linalg.qr(torch.randn(shape[1], shape[1], generator=g))
+    s = torch.zeros(shape)
+    s[range(len(values)), range(len(values))] = torch.tensor(values)
+    return u @ s @ v.T
+
+
+@pytest.mark.parametrize("kind", ["at_most_1", "exact"])
+@pytest.mark.parametrize("top", [0.6, 2.5])
+def test_spectral_norm_kinds(kind, top):
+    """'at most 1' leaves a layer whose largest singular value is below 1 as it is and divides one
+    above 1 by it; 'exact' divides both."""
+    w = with_singular_values((7, 12), [top, 0.5 * top, 0.1 * top])
+    m = sn_linear(12, 7, kind=kind)
+    with torch.no_grad():
+        m.parametrizations.weight.original.copy_(w)
+    for _ in range(50):
+        m.weight                                       # power iterations (training mode)
+    m.eval()
+    divisor = top if kind == "exact" or top > 1 else 1.0
+    torch.testing.assert_close(m.weight, w / divisor, rtol=1e-4, atol=1e-6)
+    x = torch.randn(3, 12)
+    torch.testing.assert_close(m(x), x @ (w / divisor).T + m.bias, rtol=1e-4, atol=1e-5)
+    assert spectral_norms(m)[0].kind == kind
+
+
+def test_at_most_1_power_iteration_and_pausing_as_exact():
+    """The kind changes only the divisor: both kinds run the same single power iteration per
+    training forward, and power_iteration_paused stops it for both."""
+    norms = []
+    for kind in ("at_most_1", "exact"):
+        torch.manual_seed(0)
+        m = sn_conv2d(4, 6, 3, kind=kind)
+        x = torch.randn(2, 4, 5, 5)
+        m(x)
+        with power_iteration_paused(m):
+            before = spectral_norms(m)[0]._u.clone()
+            m(x)
+            assert torch.equal(spectral_norms(m)[0]._u, before)
+        norms.append(spectral_norms(m)[0])
+    assert torch.equal(norms[0]._u, norms[1]._u) and torch.equal(norms[0]._v, norms[1]._v)
+
+
+def test_unknown_spectral_norm_kind():
+    with pytest.raises(ValueError, match="at_most_1"):
+        sn_linear(3, 4, kind="bounded")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA autocast would run the power iteration in half")
 def test_spectral_norm_sigma_in_float32_under_cuda_autocast():
     m = sn_linear(256, 256).cuda().eval()
@@ -69,7 +123,7 @@ def test_spectral_norm_sigma_in_float32_under_cuda_autocast():
 
 def test_batchnorm_equals_torch_batchnorm_in_training_and_eval():
     torch.manual_seed(0)
-    ours, ref = BatchNorm2d(5), nn.BatchNorm2d(5)
+    ours, ref = BatchNorm2d(5, **TORCH_BN), nn.BatchNorm2d(5)
     gain, bias = torch.rand(5) + 0.5, torch.randn(5)
     with torch.no_grad():
         for m in (ours, ref):
@@ -99,7 +153,7 @@ def _compare_with_batch_norm(make_x, rm, steps, **tol):
         x = make_x().requires_grad_()
         xr = x.detach().clone().requires_grad_()
         g = torch.randn_like(x)
-        out = _cross_replica_normalise(x, rm, rv, 0.1, 1e-5, reduce=lambda t: t)
+        out = _cross_replica_normalise(x, rm, rv, 0.1, 1e-5, reduce=lambda t: t, unbiased=True)
         ref = F.batch_norm(xr, rm_ref, rv_ref, None, None, True, 0.1, 1e-5)
         torch.testing.assert_close(out, ref, **tol)
         (out * g).sum().backward()
@@ -125,6 +179,46 @@ def test_cross_replica_sums_around_the_running_mean():
                              rtol=1e-4, atol=1e-4)
 
 
+def reference_running_stats(batches, momentum):
+    """TF-GAN's moving averages written out: r <- decay r + (1 - decay) stat, biased variance,
+    from (0, 1), no zero-debiasing."""
+    mean, var = torch.zeros(batches[0].shape[1], dtype=torch.float64), torch.ones(batches[0].shape[1], dtype=torch.float64)
+    for x in batches:
+        x = x.double()
+        decay = 1 - momentum
+        mean = decay * mean + momentum * x.mean((0, 2, 3))
+        var = decay * var + momentum * x.var((0, 2, 3), unbiased=False)
+    return mean.float(), var.float()
+
+
+@pytest.mark.parametrize("path", ["batch_norm", "cross_replica_sums"])
+def test_running_statistics_follow_tf_gan_moving_averages(path, monkeypatch):
+    """Default BN: decay 0.999 (momentum 0.001), biased variance; the one-process path (torch's
+    kernel and a correction) and the cross-replica sums (forced with a one-process 'reduce')."""
+    torch.manual_seed(0)
+    if path == "cross_replica_sums":
+        monkeypatch.setattr("hamgan.distributed.world_size", lambda: 2)
+        monkeypatch.setattr("hamgan.distributed.all_reduce_sum", lambda t: t)
+    bn = BatchNorm2d(6)
+    assert (bn.eps, bn.momentum, bn.unbiased) == (1e-3, 1e-3, False)
+    batches = [torch.randn(3, 6, 2, 2) * torch.linspace(0.1, 4, 6).view(6, 1, 1) + 2 for _ in range(4)]
+    for x in batches:
+        out = bn(x)
+        xhat = (x - x.mean((0, 2, 3), keepdim=True)) / (x.var((0, 2, 3), unbiased=False, keepdim=True) + 1e-3).sqrt()
+        torch.testing.assert_close(out, xhat, rtol=1e-4, atol=1e-5)
+    mean, var = reference_running_stats(batches, 1e-3)
+    torch.testing.assert_close(bn.running_mean, mean, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(bn.running_var, var, rtol=1e-5, atol=1e-7)
+    # a momentum as large as torch's makes the bias visible: n = 12 values per channel, n / (n - 1) = 1.09
+    big = BatchNorm2d(6, momentum=0.5)
+    for x in batches:
+        big(x)
+    torch.testing.assert_close(big.running_var, reference_running_stats(batches, 0.5)[1], rtol=1e-5, atol=1e-6)
+    x = torch.randn(2, 6, 3, 3)
+    torch.testing.assert_close(big.eval()(x), (x - big.running_mean.view(6, 1, 1)) /
+                               (big.running_var.view(6, 1, 1) + 1e-3).sqrt())
+
+
 def test_cross_replica_keeps_dtype_and_memory_format():
     x = torch.randn(4, 8, 5, 5).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
     out = _cross_replica_normalise(x, torch.zeros(8), torch.ones(8), 0.1, 1e-5, reduce=lambda t: t)
@@ -133,7 +227,7 @@ def test_cross_replica_keeps_dtype_and_memory_format():
 
 def test_class_table_bn_looks_up_per_class_and_mixes_linearly():
     torch.manual_seed(0)
-    bn = ClassTableBN(4, n_classes=3)
+    bn = ClassTableBN(4, n_classes=3)            # TF-GAN's eps 1e-3 by default
     with torch.no_grad():
         bn.gain.copy_(torch.rand(3, 4) + 0.5)
         bn.bias.copy_(torch.randn(3, 4))
@@ -141,7 +235,7 @@ def test_class_table_bn_looks_up_per_class_and_mixes_linearly():
     x = torch.randn(2, 4, 3, 3)
     y = torch.tensor([2, 0])
     out = bn(x, F.one_hot(y, 3).float())
-    xhat = x / (1 + 1e-5) ** 0.5
+    xhat = x / (1 + 1e-3) ** 0.5
     torch.testing.assert_close(out, xhat * bn.gain[y][:, :, None, None] + bn.bias[y][:, :, None, None])
     mix = bn(x, torch.tensor([[0.25, 0, 0.75], [0.25, 0, 0.75]]))
     ends = 0.25 * bn(x, F.one_hot(torch.tensor([0, 0]), 3).float()) + 0.75 * bn(x, F.one_hot(torch.tensor([2, 2]), 3).float())
@@ -154,7 +248,7 @@ def test_linear_cbn_is_one_plus_linear_gain():
     torch.manual_seed(0)
     bn = LinearCBN(4, cond_dim=6).eval()
     x, c = torch.randn(3, 4, 2, 2), torch.randn(3, 6)
-    xhat = x / (1 + 1e-5) ** 0.5
+    xhat = x / (1 + 1e-3) ** 0.5
     gain, bias = 1 + bn.gain(c), bn.bias(c)
     torch.testing.assert_close(bn(x, c), xhat * gain[:, :, None, None] + bias[:, :, None, None])
     torch.testing.assert_close(bn(x, torch.zeros(3, 6)), xhat)
