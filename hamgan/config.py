@@ -5,11 +5,12 @@ HamGAN paper's ImageNet-128 networks and recipe. Unknown keys and wrongly typed 
 are errors. Command-line overrides are dotted ``key=value`` pairs whose values are TOML
 (``train.steps=1000``, ``model.G.ch=32``, ``train.amp="bf16"`` or ``train.amp=bf16``).
 
-Every key also states the values it allows next to its default (`within`: an interval such as
-``[0, 1)``; `length`; `pattern`), checked when a config is loaded, so a wrong setting is
-refused with its key, value and range before anything is built; `check_config` adds what
+Every key also states the values it allows, next to its default (`opt(within=...)`: an interval
+such as ``[0, 1)``; `length`; `pattern`), checked when a config is loaded, so that a wrong setting
+is refused with its key, value and range before anything is built; `check_config` adds what
 depends on several keys (the batch split, where context blocks sit and whether they fit the
-channels there). ``hamgan config`` prints every key with its default, range and help text.
+channels there) and `check_files` what must exist when a run starts. ``hamgan config`` prints
+every key with its default, range and help text.
 """
 from __future__ import annotations
 
@@ -39,23 +40,20 @@ class ConfigError(HamganError, ValueError):
     """A config file or override that does not fit the schema."""
 
 
-@dataclass(frozen=True)
 class Interval:
     """The numbers a key allows, written as in mathematics: '[0, 1)', '(0, inf)', '[1, inf)'
     (NaN lies in none)."""
 
-    text: str
-
-    def __post_init__(self):
-        m = re.fullmatch(r"([\[(])\s*(\S+?)\s*,\s*(\S+?)\s*([\])])", self.text)
+    def __init__(self, text: str):
+        m = re.fullmatch(r"([\[(])(\S+), (\S+)([\])])", text)
         if not m:
-            raise ValueError(f"not an interval: {self.text!r}")
-        lo, hi = (float(x) if "inf" in x or "." in x or "e" in x else int(x) for x in m.group(2, 3))
-        object.__setattr__(self, "bounds", (m.group(1) == "[", lo, hi, m.group(4) == "]"))
+            raise ValueError(f"not an interval: {text!r}")
+        self.text, self.lo_closed, self.hi_closed = text, m.group(1) == "[", m.group(4) == "]"
+        self.lo, self.hi = (float(x) if "inf" in x or "." in x or "e" in x else int(x) for x in m.group(2, 3))
 
     def __contains__(self, x) -> bool:
-        lo_closed, lo, hi, hi_closed = self.bounds
-        return (lo < x or (lo_closed and x == lo)) and (x < hi or (hi_closed and x == hi))
+        return ((self.lo < x or (self.lo_closed and x == self.lo))
+                and (x < self.hi or (self.hi_closed and x == self.hi)))
 
     def __str__(self) -> str:
         return self.text
@@ -238,7 +236,7 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def allowed(f: dataclasses.Field) -> str:
+def _allowed(f: dataclasses.Field) -> str:
     """What a key allows besides its type, in words ('' when anything of the type goes)."""
     m = f.metadata
     parts = [f"{m['length']} values" if m.get("length") else "",
@@ -288,7 +286,7 @@ def _check_range(f: dataclasses.Field, value, where: str) -> None:
           and (m.get("within") is None or all(v in m["within"] for v in values))
           and (m.get("pattern") is None or re.fullmatch(m["pattern"], value) is not None))
     if not ok:
-        raise ConfigError(f"{where} = {value!r}: must be {allowed(f)} ({m['help']})")
+        raise ConfigError(f"{where} = {value!r}: must be {_allowed(f)} ({m['help']})")
 
 
 def from_dict(cls, data: dict, where: str = ""):
@@ -307,7 +305,7 @@ def from_dict(cls, data: dict, where: str = ""):
             near = difflib.get_close_matches(key, fields, n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             raise ConfigError(f"unknown config key '{path}'{hint}; valid keys here: {', '.join(fields)}")
-        kwargs[key] = _convert(hints[key], value, path, allowed(fields[key]))
+        kwargs[key] = _convert(hints[key], value, path, _allowed(fields[key]))
         _check_range(fields[key], kwargs[key], path)
     return cls(**kwargs)
 
@@ -436,7 +434,7 @@ def field_help(cls=Config, prefix: str = "") -> dict[str, str]:
         if dataclasses.is_dataclass(hints[f.name]):
             out.update(field_help(hints[f.name], key))
         else:
-            rule = allowed(f)
+            rule = _allowed(f)
             out[key] = f.metadata["help"] + (f"; {rule}" if rule else "")
     return out
 

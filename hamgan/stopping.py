@@ -31,6 +31,7 @@ EXIT_STOPPED = 75
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, name))
 CHECK_EVERY = 10      # steps between the processes' comparisons of their requests (torchrun)
 REPEAT_AFTER = 1.0    # seconds: a signal sooner after the first is a copy of it, not a second one
+_DONE = b"\0"          # what `StopRequests.__exit__` sends its watcher (no signal has number 0)
 
 
 class RunStopped(HamganError):
@@ -77,13 +78,16 @@ class StopRequests:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
-        self._outbox.close()          # the watcher reads the end and returns
+        self._outbox.send(_DONE)      # (not EOF: forked data-loader workers hold copies of the socket)
         self._watcher.join()
+        self._outbox.close()
         self._inbox.close()
 
     def _watch(self) -> None:
-        while data := self._inbox.recv(64):    # one byte per signal delivered
-            for signum in data:
+        while True:
+            for signum in self._inbox.recv(64):     # one byte per signal delivered
+                if signum == _DONE[0]:
+                    return
                 if signum in SIGNALS:
                     self._arrived(signum, time.monotonic())
 

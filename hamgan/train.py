@@ -328,8 +328,9 @@ def training_loop(cfg: Config, run_dir: Path | None, device: torch.device, *, da
             if _due(step, t.snapshot_every) or new_best or done or stopping:
                 save_snapshot(training, run_dir, monitor)
             if stopping:
-                message = (f"stopped by {stop.reason()} after step {step} with its checkpoint; the same "
-                           f"command with --resume auto continues the run")
+                saved = snapshot_path(run_dir / "checkpoints", step) if run_dir is not None else "nothing written"
+                message = (f"stopped by {stop.reason()} after step {step} ({saved}); the same command with "
+                           f"--resume auto continues the run")
                 monitor.text(message)
                 raise RunStopped(message)
         if t.sample_every and training.step % t.sample_every:
