@@ -2,9 +2,9 @@
 
 The sampler (main process) decides every batch's indices and flips; DataLoader workers only
 fetch and assemble whole batches (one memmap gather for a prepared store), so the stream is the
-same for any number of workers and a resumed loader replays exactly. Workers ignore the stop
-signals (`hamgan.stopping`): the training process finishes its step and they end with it. Images stay uint8 until
-the trainer moves them to the device (`hamgan.images.to_float`): 4x less to copy.
+same for any number of workers and a resumed loader replays exactly. Images stay uint8 until
+the trainer moves them to the device (`hamgan.images.to_float`): 4x less to copy. Workers ignore
+the stop signals (`hamgan.stopping`): the training process finishes its step, they end with it.
 """
 from __future__ import annotations
 
