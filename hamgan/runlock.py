@@ -171,6 +171,8 @@ class RunLock:
 
     @staticmethod
     def _who(holder: dict) -> str:
+        if not holder:
+            return "a process that died creating it"
         return (f"{holder.get('command', 'a hamgan process')} (pid {holder.get('pid')} on host "
                 f"{holder.get('host')}, started {holder.get('started')})")
 

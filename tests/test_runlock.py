@@ -100,3 +100,11 @@ def test_a_process_may_take_a_lock_it_holds_and_the_outer_release_removes_it(tmp
             pass
         assert json.loads((tmp_path / LOCK_NAME).read_text())["command"] == "hamgan demo"
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_an_empty_lock_of_a_process_killed_while_creating_it_is_taken_over(tmp_path):
+    (tmp_path / LOCK_NAME).write_text("")
+    notes = []
+    with RunLock(tmp_path, "hamgan train", note=notes.append):
+        pass
+    assert "a process that died creating it: it is unreadable" in notes[0]
