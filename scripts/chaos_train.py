@@ -21,6 +21,7 @@ on no internals of the training loop. Not part of the fast suite (tests run it w
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -94,6 +95,17 @@ def damaged_files(run_dir: Path) -> dict[str, str]:
     return found
 
 
+def recent_pace(run_dir: Path) -> float | None:
+    """Seconds per step of the run's latest log interval (metrics.jsonl), if any."""
+    metrics = run_dir / "metrics.jsonl"
+    for line in reversed(metrics.read_text().splitlines() if metrics.exists() else []):
+        try:
+            return json.loads(line).get("time/sec_per_step")
+        except ValueError:   # the last line, cut by a kill
+            continue
+    return None
+
+
 def differences(a, b, where: str = "") -> list[str]:
     """Paths at which two checkpoint payloads differ (tensors bit for bit)."""
     import torch
@@ -146,6 +158,7 @@ def main(argv=None) -> int:
               f"{training:.1f} s training)")
 
         run_dir, kills, resumes, locks, found, skipped, removed = out / "chaos", 0, 0, 0, {}, set(), set()
+        pace = training / steps        # seconds per step, then as the chaos run's log says
         while True:
             attempt = Attempt([*common, "--name", "chaos", "--resume", "auto"])
             delay = None
@@ -153,9 +166,10 @@ def main(argv=None) -> int:
                 # a random moment up to start-up + twice an even share of what is left, so that the
                 # kills spread over the run and each attempt dies before it could finish
                 snaps = list_snapshots(run_dir / "checkpoints")
-                left = 1 - (int(snaps[-1].stem.split("-")[1]) / steps if snaps else 0)
-                delay = rng.uniform(0, startup + 2 * training * left / (args.kills - kills + 1))
+                left = steps - (int(snaps[-1].stem.split("-")[1]) if snaps else 0)
+                delay = rng.uniform(0, startup + 2 * pace * left / (args.kills - kills + 1))
             killed = attempt.finish(delay)
+            startup, pace = attempt.started_after() or startup, recent_pace(run_dir) or pace
             resumes += bool(attempt.said("resumed from"))
             locks += bool(attempt.said("took over the lock"))
             skipped |= {Path(line.split()[1]).name for line in attempt.said("skipping ")}
@@ -170,6 +184,8 @@ def main(argv=None) -> int:
             print(f"kill {kills:2d} after {delay:5.1f} s (newest snapshot: {last})"
                   + "".join(f"\n    damaged: {name}: {why}" for name, why in damaged.items()))
             found.update(damaged)
+        if kills < args.kills:
+            print(f"(the run finished after {kills} kills, before the {args.kills} asked for)")
         if attempt.proc.returncode != 0:
             print(attempt.output(), file=sys.stderr)
             print(f"the last run failed (exit {attempt.proc.returncode})", file=sys.stderr)
