@@ -61,8 +61,27 @@ def _multipliers(net: NetConfig, default: tuple[int, ...], where: str) -> list[i
     return mults
 
 
+def _check_fit(ctx: ContextBlock, channels: int, where: str) -> None:
+    """A context block must fit the `channels` of the stage it follows: a Hamburger's groups
+    divide them and its rank is at most the dimension D it decomposes (a rank-R decomposition
+    of D-dimensional columns is low-rank only for R <= D); attention needs a multiple of 8."""
+    at = f"at {ctx.at} px the network has {channels} channels"
+    if ctx.block == "attn":
+        if channels % 8:
+            raise ConfigError(f"{where}.block = 'attn': self-attention needs a multiple of 8 channels, but {at}; "
+                              f"change the width (ch) or the multipliers")
+        return
+    if channels % ctx.groups:
+        raise ConfigError(f"{where}.groups = {ctx.groups}: must divide the channels, but {at}")
+    dim = ctx.dim or channels // ctx.groups
+    if ctx.rank > dim:
+        raise ConfigError(f"{where}.rank = {ctx.rank}: must be at most D = {dim} (dim, or channels / groups: "
+                          f"{at}); lower the rank or the groups")
+
+
 def _place_context(stages: list[Stage], context: list[ContextBlock], where: str) -> list[Stage]:
-    """Attach each context block to the first stage whose output has its resolution."""
+    """Attach each context block to the first stage whose output has its resolution, and check
+    that it fits the channels there."""
     placed = [list() for _ in stages]
     for i, ctx in enumerate(context):
         index = next((k for k, s in enumerate(stages) if s.resolution == ctx.at), None)
@@ -70,6 +89,7 @@ def _place_context(stages: list[Stage], context: list[ContextBlock], where: str)
             have = sorted({s.resolution for s in stages})
             raise ConfigError(f"{where}.context[{i}].at = {ctx.at}: this network has no block with "
                               f"{ctx.at}x{ctx.at} output; block outputs are {', '.join(map(str, have))} px")
+        _check_fit(ctx, stages[index].c_out, f"{where}.context[{i}]")
         placed[index].append((i, ctx))
     return [Stage(s.resolution, s.c_in, s.c_out, s.resample, tuple(p)) for s, p in zip(stages, placed)]
 

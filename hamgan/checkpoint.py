@@ -15,10 +15,12 @@ and resumes exactly as before.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write
 from .errors import HamganError
 
 FORMAT = "hamgan-checkpoint"
@@ -34,33 +36,33 @@ class CheckpointError(HamganError):
 
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
-    """Write `payload` as a checkpoint to `path` atomically (`save_atomic`)."""
-    return save_atomic({"format": FORMAT, "version": VERSION, **payload}, path)
+    """Write `payload` to `path` atomically (`hamgan.atomic`): a kill or a full disk mid-write
+    leaves the previous file at `path` intact; the latter raises a WriteError."""
+    with atomic_write(path) as f:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+    return Path(path)
 
 
-def save_atomic(obj, path: str | os.PathLike) -> Path:
-    """`torch.save(obj)` to `path` through a temporary file in the same folder, then rename:
-    a crash or a full disk mid-write leaves the previous file at `path` intact."""
+def verify_checkpoint(path: str | os.PathLike) -> None:
+    """Raise CheckpointError unless `path` is a whole torch zip archive whose every member
+    matches its CRC-32 (catches truncation and flipped bits, which unpickling alone may not;
+    reads the file once, ~1 s per GB from the page cache)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"{path} is damaged or not a checkpoint ({type(e).__name__}: {e})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is damaged: {bad} does not match its checksum")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Read and validate a checkpoint; raises CheckpointError with the reason."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    verify_checkpoint(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, pickle garbage, wrong file type, ...
@@ -69,10 +71,10 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is not a hamgan checkpoint")
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer hamgan (format version {payload['version']})")
-    return _upgrade(payload)
+    return upgrade(payload)
 
 
-def _upgrade(payload: dict) -> dict:
+def upgrade(payload: dict) -> dict:
     """Fill the model-config keys that formats newer than `payload`'s added with the values its
     networks were trained with (`LEGACY_MODEL`), in place; returns `payload`."""
     model = payload.get("config", {}).get("model")
@@ -154,9 +156,18 @@ def latest_good_snapshot(ckpt_dir: str | os.PathLike, warn=print) -> tuple[Path,
     return None
 
 
-def prune_snapshots(ckpt_dir: str | os.PathLike, keep_last: int, keep: set[Path] = frozenset()) -> None:
-    """Delete all but the newest `keep_last` snapshots and those in `keep` (the best-FID one)."""
+def prune_snapshots(ckpt_dir: str | os.PathLike, keep_last: int, keep: set[Path] = frozenset(),
+                    warn=print) -> None:
+    """Delete all but the newest `keep_last` (>= 1) snapshots and those in `keep` (the best-FID
+    one), once the newest is verified whole: rotation never removes the last good checkpoint."""
     snaps = list_snapshots(ckpt_dir)
-    for path in snaps[:max(len(snaps) - keep_last, 0)]:
-        if path not in keep:
-            path.unlink(missing_ok=True)
+    old = [p for p in snaps[:max(len(snaps) - max(keep_last, 1), 0)] if p not in keep]
+    if not old:
+        return
+    try:
+        verify_checkpoint(snaps[-1])
+    except CheckpointError as e:
+        warn(f"kept the older checkpoints: {e}")
+        return
+    for path in old:
+        path.unlink(missing_ok=True)

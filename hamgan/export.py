@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import __version__
 from .checkpoint import VERSION as CHECKPOINT_VERSION
-from .checkpoint import CheckpointError, _upgrade, load_checkpoint, load_state
+from .checkpoint import CheckpointError, load_checkpoint, load_state, upgrade
 from .errors import HamganError
 
 FORMAT = "hamgan-export"
@@ -85,7 +85,7 @@ def load_export(path: str | os.PathLike) -> dict:
             raise CheckpointError(f"{weights_path}: unexpected tensor {key!r} (keys are G_ema.* / G.*)")
         states.setdefault(net, {})[name] = value
     # the model semantics of the checkpoint format it was exported from, as load_checkpoint gives them
-    return _upgrade({"version": meta.get("checkpoint_version", 0), "config": meta["config"], "step": meta.get("step"),
+    return upgrade({"version": meta.get("checkpoint_version", 0), "config": meta["config"], "step": meta.get("step"),
                      "class_names": meta.get("class_names"), **{net: states.get(net) for net in GENERATORS},
                      "provenance": meta.get("provenance"), "evaluations": meta.get("evaluations", [])})
 

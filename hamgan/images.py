@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from .atomic import atomic_write
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -34,12 +35,9 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: int 
 
 
 def save_png(image: torch.Tensor, path: str | os.PathLike) -> None:
-    """uint8 (3, H, W) tensor -> PNG file, written to a temporary name first, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """uint8 (3, H, W) tensor -> PNG file, written atomically (`hamgan.atomic`)."""
+    with atomic_write(path) as f:
+        Image.fromarray(image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)).save(f, format="PNG")
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int) -> torch.Tensor:

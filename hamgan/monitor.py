@@ -1,6 +1,7 @@
 """What a run reports: a text log, metrics.jsonl, TensorBoard scalars and images.
 
 Only rank 0 writes; on other ranks every method is a no-op, so callers need no `if rank == 0`.
+A full disk stops the run with a WriteError naming the file and the free space (hamgan.atomic).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from .atomic import writing
 
 
 class RunMonitor:
@@ -32,7 +35,8 @@ class RunMonitor:
         if not self.enabled:
             return
         tqdm.write(message)
-        self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        with writing(self._log.name):
+            self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def scalars(self, step: int, values: dict[str, float], info: dict | None = None) -> None:
         """One metrics.jsonl row (and TensorBoard scalars) of `values`; `info` adds JSON fields to
@@ -40,7 +44,8 @@ class RunMonitor:
         if not self.enabled:
             return
         clean = {k: (float(v) if math.isfinite(float(v)) else str(float(v))) for k, v in values.items()}
-        self._jsonl.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean, **(info or {})}) + "\n")
+        with writing(self._jsonl.name):
+            self._jsonl.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean, **(info or {})}) + "\n")
         if self._tb is not None:
             for k, v in values.items():
                 self._tb.add_scalar(k, float(v), step)

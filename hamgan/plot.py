@@ -9,6 +9,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .atomic import atomic_write
+
 PANEL_W, PANEL_H, MARGIN, LEGEND_ROW = 300, 210, 38, 16
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
@@ -38,12 +40,9 @@ def line_panels(panels: Sequence[tuple[str, dict[str, Series]]], path: str | os.
         y = top + j * LEGEND_ROW
         draw.line([(MARGIN, y + 6), (MARGIN + 24, y + 6)], fill=colour[label], width=3)
         draw.text((MARGIN + 30, y), label, fill="black", font=font)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG", optimize=True)
-    os.replace(tmp, path)
-    return path
+    with atomic_write(path) as f:
+        image.save(f, format="PNG", optimize=True)
+    return Path(path)
 
 
 def _panel(draw, font, left, top, title, series: dict[str, Series], colour, xlabel) -> None:

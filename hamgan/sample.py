@@ -23,6 +23,7 @@ import contextlib
 import difflib
 import math
 import os
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_write, write_text
 from .errors import HamganError
 from .ham import Bases, Hamburger, record_factors
 from .images import save_grid, save_png, to_float, to_uint8
@@ -61,7 +63,7 @@ def save_sheet(sheet: Sheet, path: str | os.PathLike, header: Sequence[str] = ()
     """The sheet as a PNG at `path` and its legend (`header` lines first) next to it as .txt."""
     path = Path(path)
     save_grid(sheet.images, path, sheet.nrow)
-    path.with_suffix(".txt").write_text("\n".join([*header, *sheet.legend]) + "\n")
+    write_text(path.with_suffix(".txt"), "\n".join([*header, *sheet.legend]) + "\n")
     return path
 
 
@@ -421,14 +423,14 @@ def dump(G, out_dir: str | os.PathLike, num: int, *, format: str = "both", class
 
 def _write_npz(path: Path, images_npy: Path, labels: np.ndarray, names: Sequence[str]) -> Path:
     """The .npz np.savez would write (stored, uncompressed), built from the images' .npy file on
-    disk, through a temporary name."""
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        zf.write(images_npy, "images.npy")
+    disk, atomically (`hamgan.atomic`)."""
+    with atomic_write(path) as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        # copied through zf.open, as np.savez writes, so the entry has no time stamp of its own
+        with open(images_npy, "rb") as src, zf.open("images.npy", "w", force_zip64=True) as dst:
+            shutil.copyfileobj(src, dst, 1 << 24)
         for key, value in (("labels", labels), ("class_names", np.array(names, dtype=str))):
             with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, value, allow_pickle=False)
-    os.replace(tmp, path)
     return path
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .atomic import write_text
 from .errors import HamganError
 
 # (table column, result key, format); rows show those present in some run
@@ -185,9 +186,7 @@ def _train_and_evaluate(cfg_dict: dict, run_dir: str, evaluation: dict, device: 
                                  batch_size=evaluation["batch_size"], device=device, progress=progress)
     result.update(evaluation=evaluation, peak_memory_gib=peak, memory="cuda allocated" if is_cuda else "host RSS",
                   sec_per_step=_median_sec_per_step(run_dir / "metrics.jsonl"), ckpt=str(ckpt))
-    tmp = run_dir / ".result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, run_dir / "result.json")
+    write_text(run_dir / "result.json", json.dumps(result, indent=1) + "\n")
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -231,14 +230,8 @@ def write_table(table: dict, out: Path) -> None:
     lines += [""] + [f"- `{row['point']}`: {' '.join(row['overrides']) or '(the config as it is)'}" for row in table["rows"]]
     if table["notes"]:
         lines += [""] + [f"Note: {n}" for n in table["notes"]]
-    _write(out / "sweep.md", "\n".join(lines) + "\n")
-    _write(out / "sweep.json", json.dumps(table, indent=1) + "\n")
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(out / "sweep.md", "\n".join(lines) + "\n")
+    write_text(out / "sweep.json", json.dumps(table, indent=1) + "\n")
 
 
 def plot_curves(out: Path, points: list[Point], seeds: int) -> Path:

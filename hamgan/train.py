@@ -25,10 +25,11 @@ from tqdm.auto import tqdm
 
 from . import distributed as dist
 from . import fast, stats
+from .atomic import remove_temporaries
+from .augment import DiffAugment
 from .checkpoint import CheckpointError, list_snapshots, load_checkpoint, load_state, prune_snapshots, \
     save_checkpoint, snapshot_path
-from .config import Config, differences, from_dict, save_config, to_dict
-from .augment import DiffAugment
+from .config import Config, check_config, check_files, differences, from_dict, save_config, to_dict
 from .data import build_loader, open_training_data
 from .ema import EMA
 from .errors import HamganError
@@ -41,6 +42,8 @@ from .models import build_discriminator, build_generator
 from .monitor import RunMonitor
 from .rng import derive_seed, get_rng_state, seed_everything, set_rng_state
 from .rundir import ResumePoint, find_resume, make_run_dir
+from .runlock import LockedError, RunLock
+from .stopping import RunStopped, StopRequests
 
 
 class TrainingDiverged(HamganError):
@@ -317,14 +320,15 @@ def training_loop(cfg: Config, run_dir: Path | None, device: torch.device, *, da
     bar = tqdm(total=t.steps, initial=training.step, disable=not (progress and dist.is_main()), unit="step",
                dynamic_ncols=True)
     tick, tick_step = time.perf_counter(), training.step
-    try:
+    # from here on SIGTERM, SIGINT and SIGUSR1 ask the loop to stop (hamgan.stopping)
+    with StopRequests(device, announce=dist.is_main()) as stop, contextlib.closing(bar), contextlib.closing(monitor):
         while training.step < t.steps:
             # One step; what is reported in it is collected for the log.
             with collector.step(training.step + 1) if t.log_every else contextlib.nullcontext():
                 train_step(training, runner)
             bar.update(1)
 
-            # Maintenance, each when due: log, sample grid, evaluation, checkpoint.
+            # Maintenance, each when due: log, sample grid, evaluation, checkpoint; a stop request.
             step, done = training.step, training.step == t.steps
             if (_due(step, t.log_every) or done) and collector:
                 now = time.perf_counter()
@@ -340,13 +344,17 @@ def training_loop(cfg: Config, run_dir: Path | None, device: torch.device, *, da
                 result = evaluate(training, monitor, device, run_dir)
                 evaluating = result is not None        # unavailable: said once, the run goes on
                 new_best = evaluating and training.best_step == step
-            if _due(step, t.snapshot_every) or new_best or done:
+            stopping = stop.requested(step) and not done   # the same answer on every process
+            if _due(step, t.snapshot_every) or new_best or done or stopping:
                 save_snapshot(training, run_dir, monitor)
-    finally:
-        bar.close()
-    if t.sample_every and training.step % t.sample_every:
-        save_sample_grid(training, run_dir, monitor)
-    monitor.close()
+            if stopping:
+                saved = snapshot_path(run_dir / "checkpoints", step) if run_dir is not None else "nothing written"
+                message = (f"stopped by {stop.reason()} after step {step} ({saved}); the same command with "
+                           f"--resume auto continues the run")
+                monitor.text(message)
+                raise RunStopped(message)
+        if t.sample_every and training.step % t.sample_every:
+            save_sample_grid(training, run_dir, monitor)
     return training
 
 
@@ -488,7 +496,9 @@ def train(cfg: Config, out: str | Path = "runs", name: str | None = None, resume
           dataset=None, progress: bool = True, device: str | None = None, loss=None) -> Path:
     """Run (or continue) training; returns the run directory. Works as one process or under
     torchrun. `resume`: 'auto', a run directory or checkpoint path (see `rundir.find_resume`),
-    or a ResumePoint already found. `loss`: what each phase computes (default `HingeLoss`)."""
+    or a ResumePoint already found. `loss`: what each phase computes (default `HingeLoss`).
+    Raises `RunStopped` when a signal stopped it (after writing a checkpoint)."""
+    check_files(check_config(cfg))   # a config made in Python gets the checks of a loaded one
     env = dist.setup(device)
     try:
         out = Path(out)
@@ -499,13 +509,37 @@ def train(cfg: Config, out: str | Path = "runs", name: str | None = None, resume
         else:
             run_dir = dist.broadcast_object((out / name if name else make_run_dir(out, cfg.name))
                                             if dist.is_main() else None)
-        if dist.is_main():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.toml")
-        training_loop(cfg, run_dir, env.device, dataset=dataset, loss=loss, resume=resume, progress=progress)
+        with _run_dir_lock(run_dir):
+            if dist.is_main():
+                save_config(cfg, run_dir / "config.toml")
+            training_loop(cfg, run_dir, env.device, dataset=dataset, loss=loss, resume=resume, progress=progress)
         return run_dir
     finally:
         dist.cleanup()
+
+
+@contextlib.contextmanager
+def _run_dir_lock(run_dir: Path):
+    """One run per directory: rank 0 holds its lock (hamgan.runlock) while inside, and removes
+    what writes killed mid-way left there; a refusal reaches every process."""
+    lock, refusal = None, None
+    if dist.is_main():
+        try:
+            lock = RunLock(run_dir, "hamgan train").acquire()
+        except LockedError as e:
+            refusal = str(e)
+    refusal = dist.broadcast_object(refusal)
+    if refusal is not None:
+        raise LockedError(refusal)
+    try:
+        if lock is not None:
+            removed = remove_temporaries(run_dir)
+            if removed:
+                print(f"removed unfinished writes of an interrupted run: {', '.join(p.name for p in removed)}")
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _find_resume_everywhere(out: Path, name: str | None, resume: str) -> ResumePoint | None:
@@ -523,6 +557,7 @@ def dry_run(cfg: Config, dataset=None, device: str | None = None) -> dict:
     """Build everything, run one step to warm up and one timed step; report time, memory, the
     settings, the model FLOP per image counted from the networks and the FLOP/s achieved (on a
     known GPU also the fraction of its peak)."""
+    check_files(check_config(cfg))
     env = dist.setup(device)
     try:
         training, runner, _ = build(cfg, env.device, dataset=dataset)

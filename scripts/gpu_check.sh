@@ -11,10 +11,11 @@
 #      deadline: compiling G and D for both phases takes minutes, and if it does not fit, the
 #      file says so (compile.md);
 #   4. if time is left: the context blocks (Hamburger vs attention) and both networks of every
-#      preset at batch 64, fp32 and bf16 (context.md, models.md).
+#      preset at batch 64, fp32 and bf16 (context.md, models.md), then what a HamGAN-baby
+#      checkpoint and the stop-signal check cost (robustness.md).
 # Then copy gpu.txt (device, driver, torch) and the tables into docs/BENCHMARKS.md.
 #
-# Output: $OUT (the device tool's output folder) if set, else ./gpu_check/; seven files.
+# Output: $OUT (the device tool's output folder) if set, else ./gpu_check/; eight files.
 # It uses the machine's python3 with its torch (no venv; pytorch-fid is not needed here).
 # GPU_CHECK_DRY=1: the same commands on the CPU at a tiny size, to test this script anywhere.
 set -uo pipefail
@@ -83,5 +84,14 @@ for extra in "context scripts/bench_context.py" "models scripts/bench_models.py 
     stage "$1: exit $?"
   fi
 done
+budget=$(( $(left) - 5 ))
+if [ "$budget" -lt 45 ]; then
+  echo "skipped: only ${budget} s were left before the deadline" > "$OUT/robustness.md"
+else
+  stage "robustness (checkpoint write, stop check): ${budget} s left"
+  [ -n "${GPU_CHECK_DRY:-}" ] && where=(--device cpu --config configs/demo.toml --steps 5 --rounds 2) || where=(--device cuda)
+  timeout "$budget" $PY scripts/bench_robustness.py "${where[@]}" > "$OUT/robustness.md" 2>&1
+  stage "robustness: exit $?"
+fi
 stage "done"
 cat "$OUT/gpu.txt"; tail -n 3 "$OUT/tests.txt"; grep -v '^\(ERROR\|USDT\|W[0-9]\)' "$OUT/train.md" "$OUT/compile.md"

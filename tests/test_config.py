@@ -1,9 +1,18 @@
 """Typed configuration: defaults, files, overrides, errors, round trip."""
+import dataclasses
+import math
+import os
 import re
+import subprocess
+import sys
+import typing
+from pathlib import Path
 
 import pytest
 
-from hamgan.config import Config, ConfigError, load_config, save_config
+from hamgan.cli import main
+from hamgan.config import Config, ConfigError, load_config, save_config, to_dict
+from hamgan.config import _toml_value as toml  # the TOML literals of overrides (nan, inf included)
 
 
 def test_defaults_are_the_paper_recipe():
@@ -50,7 +59,7 @@ def test_override_errors():
 
 
 def test_resolved_config_round_trips(tmp_path):
-    cfg = load_config(None, ["train.steps=7", "model.G.context=[{at=16, block='ham', dim=8}]", "eval.stats='a b.npz'"])
+    cfg = load_config(None, ["train.steps=7", "model.G.context=[{at=16, block='ham', dim=8, rank=4}]", "eval.stats='a b.npz'"])
     save_config(cfg, tmp_path / "config.toml")
     assert load_config(tmp_path / "config.toml") == cfg
 
@@ -69,3 +78,105 @@ def test_overrides_index_lists():
         load_config(None, ["model.G.context.x=1"])
     with pytest.raises(ConfigError, match="train.steps = {'x': 1}: expected int"):
         load_config(None, ["train.steps.x=1"])
+# --------------------------------------------------------------------------- every key refuses wrong values (issue 13)
+
+TINY_RUN = ["model.resolution=32", "model.n_classes=3", "model.G.ch=4", "model.D.ch=4",
+            "model.G.context=[{at=16, rank=4, steps=1}]", "model.D.context=[{at=16, rank=4, steps=1}]",
+            "data.shapes_classes=3", "data.shapes_size=16", "data.workers=0", "train.batch_size=2", "train.steps=1",
+            "train.log_every=0", "train.sample_every=0", "train.eval_every=0"]
+
+
+def every_key(cls=Config, prefix=""):
+    """(dotted key, field, annotation) of every setting, walked from the dataclasses; the keys of
+    a context block as model.G.context[0].<key>."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key, tp = f"{prefix}.{f.name}" if prefix else f.name, hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from every_key(tp, key)
+            continue
+        yield key, f, tp
+        if typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+            yield from every_key(typing.get_args(tp)[0], f"{key}[0]")
+
+
+def wrong_types(tp) -> list:
+    if typing.get_origin(tp) is typing.Union:
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(tp) is list:
+        return [5, [5 if dataclasses.is_dataclass(typing.get_args(tp)[0]) else "x"]]
+    return {int: ["x", 1.5, True], float: ["x", True], bool: [1, "yes"], str: [5, True]}.get(tp, [5, 1.5])
+
+
+def out_of_range(f, tp) -> list:
+    """Values of the right type that the key's documented range excludes, worked out here from
+    the interval's text (not from hamgan's parsing of it)."""
+    m, values = f.metadata, []
+    base = typing.get_origin(tp) is typing.Union and next(a for a in typing.get_args(tp) if a is not type(None)) or tp
+    if typing.get_origin(base) is typing.Literal:
+        values.append("bogus")
+    element = typing.get_args(base)[0] if typing.get_origin(base) is list else base
+    if m["within"] is not None:
+        lo_b, lo, hi, hi_b = re.fullmatch(r"([\[(])(.*), (.*)([\])])", str(m["within"])).groups()
+        num = float if element is float else int
+        if lo != "-inf":
+            values.append(num(lo) - (1 if lo_b == "[" else 0))
+        if hi != "inf":
+            values.append(num(hi) + (1 if hi_b == "]" else 0))
+        if element is float:
+            values += [math.nan, math.inf, -math.inf]
+    if typing.get_origin(base) is list:
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        fill = default[0] if default else 1
+        values = [[v] * (m["length"] or 1) for v in values]
+        if m["length"]:
+            values.append([fill] * (m["length"] + 1))
+    if m["pattern"]:
+        values += ["a/b"] + ([""] if f.default else [])   # '' is the default (none) of some
+    if base is str and not m["pattern"]:
+        values.append("/nonexistent/x.npz")     # a path, or a word the key does not know
+    return values
+
+
+def override(key: str, value) -> str:
+    """key=value, or for a key of a context block the whole list with that key set in a valid block."""
+    if "[0]." not in key:
+        return f"{key}={toml(value)}"
+    net_key, sub = key.split("[0].")
+    block = dict(to_dict(Config()) ["model"][net_key.split(".")[1]]["context"][0], **{sub: value})
+    return f"{net_key}=[{toml(block)}]"
+
+
+CASES = [(key, value, kind) for key, f, tp in every_key()
+         for kind, values in (("type", wrong_types(tp)), ("range", out_of_range(f, tp))) for value in values]
+
+
+def test_the_sweep_covers_every_key_with_a_range_or_a_finite_set():
+    keys = {key for key, _, _ in every_key()}
+    assert {"train.lr_g", "model.G.context[0].rank", "eval.stats", "name"} <= keys and len(keys) > 60
+    swept = {key for key, _, kind in CASES if kind == "range"}
+    bools = {key for key, _, tp in every_key() if tp is bool}
+    assert keys - swept == bools | {"model.G.context", "model.D.context"}   # nothing else without a range
+
+
+@pytest.mark.parametrize("key, value, kind", CASES, ids=[f"{k}={toml(v)}" for k, v, _ in CASES])
+def test_every_key_refuses_a_wrong_type_and_an_out_of_range_value(key, value, kind, tmp_path, capsys):
+    """`hamgan train` refuses it with exit 2 and a message naming the key and the value, before
+    the first step (a tiny run, in case it were not refused)."""
+    code = main(["train", "--out", str(tmp_path), "--no-progress", *TINY_RUN, override(key, value)])
+    err = capsys.readouterr().err
+    assert code == 2, f"{key}={value!r} was accepted"
+    assert key in err and "Traceback" not in err, err
+    assert not list(tmp_path.rglob("ckpt-*.pt"))
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("train.lr_g=nan", "train.lr_g = nan: expected a finite float (in (0, inf))"),
+    ("train.steps=-5", "train.steps = -5: must be in [1, inf)"),
+])
+def test_the_command_line_refuses_without_a_traceback(setting, message, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-m", "hamgan", "train", "--out", str(tmp_path), setting], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not any(tmp_path.iterdir())                   # refused before a run directory exists

@@ -32,7 +32,7 @@ def bn_data(step):
 
 
 def make_g(cross_replica=True):
-    cfg = load_config(None, ["model.resolution=32", "model.G.ch=2", "model.n_classes=5", "model.G.context=[]",
+    cfg = load_config(None, ["model.resolution=32", "model.G.ch=2", "model.n_classes=5", "model.G.context=[]", "model.D.context=[]",
                              f"model.cross_replica_bn={str(cross_replica).lower()}"])
     torch.manual_seed(0)
     G = build_generator(cfg.model)

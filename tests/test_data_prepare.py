@@ -1,5 +1,5 @@
 """`hamgan prepare`, the prepared store, ImageFolder layouts and `open_dataset` (issue 4)."""
-import fcntl
+import errno
 import json
 import os
 import pickle
@@ -18,6 +18,8 @@ from hamgan.data import ImageFolderDataset, PreparedStore, ShapesDataset, open_d
 from hamgan.data.prepare import STOP_ENV, SimulatedCrash
 from hamgan.data.transforms import center_crop_box, crop_resize, tf_crop_and_resize
 from hamgan.errors import HamganError
+
+from .test_runlock import holder
 
 SIZE = 32
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -243,6 +245,37 @@ def test_interrupted_prepare_resumes_to_an_identical_store(tree, store_dir, tmp_
     assert not (out / "progress.json").exists()
 
 
+@pytest.mark.parametrize("where", ["images", "record"])
+def test_a_full_disk_stops_prepare_and_the_same_command_continues(where, tree, store_dir, tmp_path, monkeypatch):
+    """ENOSPC while flushing the memory-mapped images or writing the progress record: a
+    WriteError naming the file and the free space, no temporary file; once there is space
+    again the same call finishes an identical store."""
+    import hamgan.atomic
+    out, calls = tmp_path / "full", []
+    real_flush = np.memmap.flush
+
+    def flush(self):
+        calls.append(1)
+        if where == "images" and len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_flush(self)
+
+    def open_(path, *args, **kwargs):
+        if where == "record" and ".progress.json.tmp" in str(path) and len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return open(path, *args, **kwargs)
+    monkeypatch.setattr(np.memmap, "flush", flush)
+    monkeypatch.setattr(hamgan.atomic, "open", open_, raising=False)
+    name = "images.npy" if where == "images" else "progress.json"
+    with pytest.raises(HamganError, match=rf"cannot write {out / name}: No space left on device \(.* free\)"):
+        prepare(tree, out, size=SIZE, workers=0, progress=False, checkpoint_every=2)
+    assert json.loads((out / "progress.json").read_text())["done"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["images.npy", "progress.json"]   # no temporary, no lock
+    monkeypatch.undo()
+    prepare(tree, out, size=SIZE, workers=0, progress=False)
+    assert store_bytes(out) == store_bytes(store_dir)
+
+
 def test_killed_cli_prepare_resumes_to_an_identical_store(tree, store_dir, tmp_path):
     out = tmp_path / "killed"
     args = ["prepare", "--src", str(tree), "--out", str(out), "--size", str(SIZE), "--workers", "1", "--no-progress"]
@@ -264,10 +297,12 @@ def test_rerun_of_finished_store_is_noop_other_options_refused(tree, store_dir, 
     busy = tmp_path / "busy"
     with pytest.raises(SimulatedCrash):
         prepare(tree, busy, size=SIZE, workers=0, progress=False, _stop_after=1)
-    with open(busy / ".lock", "w") as held:  # as if a second prepare were running
-        fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(HamganError, match="another `hamgan prepare` is writing"):
+    other = holder(busy)  # as if a second prepare were running
+    try:
+        with pytest.raises(HamganError, match=rf"in use by hamgan train \(pid {other.pid} on host"):
             prepare(tree, busy, size=SIZE, workers=0, progress=False)
+    finally:
+        other.communicate("")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "x.txt").write_text("mine")

@@ -91,7 +91,8 @@ def test_eval_of_a_tiny_checkpoint(weights, tmp_path, capsys):
     from hamgan.config import load_config, to_dict
     from hamgan.models import build_generator
 
-    cfg = load_config(overrides=["model.resolution=32", "model.G.ch=8", "model.D.ch=8", "model.n_classes=3"])
+    cfg = load_config(overrides=["model.resolution=32", "model.G.ch=8", "model.D.ch=8", "model.n_classes=3",
+                                 "model.D.context=[{at = 16, rank = 16}]"])
     torch.manual_seed(0)
     G = build_generator(cfg.model)
     ckpt = save_checkpoint({"config": to_dict(cfg), "step": 7, "G": G.state_dict(), "G_ema": G.state_dict()},
@@ -120,7 +121,7 @@ def test_eval_reports_conditional_accuracy_with_classifiers_cached_next_to_the_s
     from hamgan.models import build_generator
 
     cfg = load_config(overrides=["model.resolution=32", "model.G.ch=8", "model.D.ch=8", "model.n_classes=3",
-                                 "data.shapes_classes=3", "data.shapes_size=30"])
+                                 "model.D.context.0.at=16", "data.shapes_classes=3", "data.shapes_size=30"])
     torch.manual_seed(0)
     G = build_generator(cfg.model)
     ckpt = save_checkpoint({"config": to_dict(cfg), "step": 7, "G": G.state_dict(), "G_ema": G.state_dict()},
@@ -139,7 +140,8 @@ def test_eval_reports_conditional_accuracy_with_classifiers_cached_next_to_the_s
     assert "class accuracy" in capsys.readouterr().out
     # data whose classes the generator does not have: accuracy is skipped with the reason (the
     # rest of the evaluation stands), and refused with it when that data is asked for
-    cfg10 = load_config(overrides=["model.resolution=32", "model.G.ch=8", "model.D.ch=8", "model.n_classes=3"])
+    cfg10 = load_config(overrides=["model.resolution=32", "model.G.ch=8", "model.D.ch=8", "model.n_classes=3",
+                                   "model.D.context.0.at=16"])
     t10 = save_checkpoint({"config": to_dict(cfg10), "step": 7, "G": G.state_dict()},
                           tmp_path / "run" / "checkpoints" / "t10.pt")
     common = ["eval", "--ckpt", str(t10), "--num", "4", "--no-progress", "--device", "cpu"]

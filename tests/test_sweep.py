@@ -80,6 +80,7 @@ def test_a_two_point_sweep_writes_a_table_with_both_rows(tmp_path, inception, ca
 
 def test_a_failing_run_stops_the_sweep_with_its_error(tmp_path, inception, capsys):
     """The child process's error comes back to the sweep command (here: data that is not there)."""
+    (tmp_path / "none.npz").touch()     # the config check wants it to exist; the run fails before reading it
     assert main(["sweep", "--point", "bad: data.source='/nonexistent/data'", "--out", str(tmp_path), "--stats",
                  str(tmp_path / "none.npz"), "--device", "cpu", "--no-progress", *TINY]) == 2
     assert "/nonexistent/data" in capsys.readouterr().err

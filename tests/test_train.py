@@ -358,11 +358,16 @@ def test_dry_run_of_the_hamgan_baby_preset_at_batch_2():
 # --------------------------------------------------------------------------- evaluation in training
 
 
-def test_without_inception_weights_the_run_continues_and_says_why_once(tmp_path):
-    run = train(tiny("train.steps=3", "train.eval_every=1", "eval.num_samples=4", "eval.batch_size=4",
-                     f"eval.inception_weights='{tmp_path / 'missing.pth'}'"), out=tmp_path, progress=False)
+def test_without_inception_weights_the_run_continues_and_says_why_once(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+    monkeypatch.delenv("HAMGAN_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    run = train(tiny("train.steps=3", "train.eval_every=1", "eval.num_samples=4", "eval.batch_size=4"), out=tmp_path,
+                progress=False)
     log = (run / "log.txt").read_text()
-    assert log.count("FID/IS skipped") == 1 and "missing.pth" in log
+    assert log.count("FID/IS skipped") == 1 and "no network" in log
     assert last_snapshot(run)["step"] == 3
 
 

@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args._run(args) or 0
     except HamganError as e:
-        print(f"hamgan {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        kind = "error: " if e.exit_code == 2 else ""
+        print(f"hamgan {args.command}: {kind}{e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"hamgan {args.command}: interrupted", file=sys.stderr)
         return 130

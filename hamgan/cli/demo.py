@@ -38,26 +38,31 @@ def run(args):
     from ..config import load_config
     from ..data import open_training_data
     from ..images import save_grid
+    from ..runlock import LOCK_NAME, RunLock
     from ..sample import class_sheet
     from ..train import train
 
     cfg = load_config(args.config, args.overrides)
     run_dir = Path(args.out) / args.name
-    if args.fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
-    train(cfg, out=args.out, name=args.name, resume="auto", device=args.device)
-    device = resolve_device(args.device)
+    with RunLock(run_dir, "hamgan demo"):   # the whole demo: no second one may clear or write this folder
+        for p in run_dir.iterdir() if args.fresh else ():   # all but the lock
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.name != LOCK_NAME:
+                p.unlink()
+        train(cfg, out=args.out, name=args.name, resume="auto", device=args.device)
+        device = resolve_device(args.device)
 
-    ckpt, _ = latest_good_snapshot(run_dir / "checkpoints")
-    G, cfg, payload = load_generator(ckpt, device=device)
-    n, cols = cfg.model.n_classes, 8
-    sheet = class_sheet(G, columns=cols, seed=0)          # one row per class, the same z in every row
-    save_grid(sheet.images, run_dir / "demo_samples.png", nrow=cols)
+        ckpt, _ = latest_good_snapshot(run_dir / "checkpoints")
+        G, cfg, payload = load_generator(ckpt, device=device)
+        n, cols = cfg.model.n_classes, 8
+        sheet = class_sheet(G, columns=cols, seed=0)          # one row per class, the same z in every row
+        save_grid(sheet.images, run_dir / "demo_samples.png", nrow=cols)
 
-    data = open_training_data(cfg)
-    by_class = {c: [i for i in range(min(len(data), 50 * n)) if data[i][1] == c][:cols] for c in range(n)}
-    real = torch.stack([data[i][0] for c in range(n) for i in by_class[c]])
-    save_grid(real, run_dir / "demo_real.png", nrow=cols)
+        data = open_training_data(cfg)
+        by_class = {c: [i for i in range(min(len(data), 50 * n)) if data[i][1] == c][:cols] for c in range(n)}
+        real = torch.stack([data[i][0] for c in range(n) for i in by_class[c]])
+        save_grid(real, run_dir / "demo_real.png", nrow=cols)
     print(f"\nDemo done: step {payload['step']} of {cfg.name}.")
     print(f"  samples, one row per class (G_ema): {run_dir / 'demo_samples.png'}")
     print(f"  real images of the same classes:    {run_dir / 'demo_real.png'}")

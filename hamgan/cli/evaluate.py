@@ -195,7 +195,6 @@ def run(args):
     result = {**result, **info, "notes": result["notes"] + notes, "seconds": round(time.perf_counter() - start, 2)}
     _print(result)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"results written to {out}")
+        from ..atomic import write_text
+        write_text(args.out, json.dumps(result, indent=2) + "\n")
+        print(f"results written to {args.out}")

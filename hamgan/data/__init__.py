@@ -27,7 +27,7 @@ def open_dataset(source: str, resolution: int | None, resize: str = "tf_bilinear
         return ShapesDataset(resolution, **shapes_opts)
     path = Path(os.path.expanduser(source))
     if not path.is_dir():
-        raise HamganError(f"data source {source!r}: no such folder (expected 'shapes', a store written by "
+        raise HamganError(f"data.source = {source!r}: no such folder (expected 'shapes', a store written by "
                           f"`hamgan prepare`, or an ImageFolder with one sub-folder per class)")
     if is_store(path):
         store = PreparedStore(path)

@@ -3,13 +3,18 @@
 The sampler (main process) decides every batch's indices and flips; DataLoader workers only
 fetch and assemble whole batches (one memmap gather for a prepared store), so the stream is the
 same for any number of workers and a resumed loader replays exactly. Images stay uint8 until
-the trainer moves them to the device (`hamgan.images.to_float`): 4x less to copy.
+the trainer moves them to the device (`hamgan.images.to_float`): 4x less to copy. Workers ignore
+the stop signals (`hamgan.stopping`): the training process finishes its step, they end with it.
 """
 from __future__ import annotations
+
+import atexit
+import weakref
 
 import numpy as np
 import torch
 
+from ..stopping import ignore_stop_signals
 from .sampler import InfiniteShardedSampler
 
 
@@ -37,6 +42,12 @@ class _BatchFetcher(torch.utils.data.Dataset):
         return fetch_batch(self.dataset, *key)
 
 
+def _stop_workers(ref: weakref.ref) -> None:
+    it = ref()
+    if it is not None:
+        it._shutdown_workers()
+
+
 class InfiniteLoader:
     """Endless batches for one rank; `position` = batches handed out so far (save it, or
     `state_dict()`, in checkpoints and pass it back as `start`)."""
@@ -56,9 +67,14 @@ class InfiniteLoader:
         self.sampler.position = self.position  # the sampler runs ahead of what was consumed
         if self.workers == 0:
             return (fetch_batch(self.dataset, *key) for key in self.sampler)
-        return iter(torch.utils.data.DataLoader(
+        it = iter(torch.utils.data.DataLoader(
             _BatchFetcher(self.dataset), batch_size=None, sampler=self.sampler, num_workers=self.workers,
-            pin_memory=self.pin_memory, prefetch_factor=self.prefetch))
+            pin_memory=self.pin_memory, prefetch_factor=self.prefetch, worker_init_fn=ignore_stop_signals))
+        # At interpreter exit, multiprocessing ends child processes with SIGTERM, which these
+        # workers ignore, then waits for them: a loader still referenced then (a global of a
+        # script) would hang the exit. So stop its workers first (atexit runs last-in, first-out).
+        atexit.register(_stop_workers, weakref.ref(it))
+        return it
 
     def __iter__(self):
         return self

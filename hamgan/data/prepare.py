@@ -10,11 +10,13 @@ Resuming: ``progress.json`` records (after the written images have been flushed)
 listed files are done and how many images were kept. A re-run of the same command reopens the
 store and continues from there, rewriting at most the images written after the last record, so
 an interrupted-then-resumed store is byte-identical to an uninterrupted one. The manifest is
-written last: its presence marks a finished store.
+written last: its presence marks a finished store. Every file but the memory-mapped images is
+written atomically (`hamgan.atomic`); a full disk stops the run with the path and the free
+space, and the same command continues once space is freed. A lock file (`hamgan.runlock`) keeps
+a second prepare out of the folder while one is writing it.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import multiprocessing
 import os
@@ -28,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..atomic import atomic_write, remove_temporaries, write_text, writing
 from ..errors import HamganError
+from ..runlock import LOCK_NAME, RunLock
 from .folder import LayoutError, Listing, read_class_names, scan_class_folders, scan_labelled_folder
 from .transforms import check_resize, load_image
 
@@ -36,7 +40,6 @@ STORE_FORMAT = "hamgan-prepared"
 STORE_VERSION = 1
 IMAGES, LABELS, CLASSES, FILES, MANIFEST, REPORT, PROGRESS = (
     "images.npy", "labels.npy", "class_names.json", "files.txt", "manifest.json", "report.txt", "progress.json")
-LOCK = ".lock"  # held (flock) while a prepare writes the folder
 STOP_ENV = "HAMGAN_PREPARE_KILL_AFTER"  # testing hook: SIGKILL ourselves after this many images
 
 
@@ -73,15 +76,7 @@ def _load(task: tuple[str, int, str]) -> tuple[np.ndarray | None, str]:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
 
 
 def _shrink_npy(path: Path, n: int) -> None:
@@ -137,7 +132,7 @@ def _check_out(out: Path, job: dict) -> dict | None:
                               f"listing ({saved.get('job', {}).get('source')}); re-run that command to "
                               f"finish it, or delete {out}")
         return saved
-    if out.exists() and (not out.is_dir() or any(p.name != LOCK for p in out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(p.name != LOCK_NAME for p in out.iterdir())):
         raise HamganError(f"--out {out} exists and is not empty (nor a store being prepared); "
                           f"choose a new folder")
     return None
@@ -180,14 +175,10 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = 128, res
     free = shutil.disk_usage(out).free
     if need > free:
         raise HamganError(f"{out}: the store needs {need / 1e9:.1f} GB more, only {free / 1e9:.1f} GB free")
-    with open(out / LOCK, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes
-        except OSError:
-            raise HamganError(f"{out}: another `hamgan prepare` is writing this folder right now") from None
+    with RunLock(out, "hamgan prepare", note=lambda line: print(line, file=sys.stderr)):
+        remove_temporaries(out)  # of writes a kill interrupted
         kept, skipped = _convert(listing, out, job, saved, workers, progress, checkpoint_every, _stop_after)
         manifest = _finish(out, listing, job, kept, skipped)
-        (out / LOCK).unlink()
     return manifest
 
 
@@ -197,13 +188,15 @@ def _convert(listing: Listing, out: Path, job: dict, saved: dict | None, workers
     [file, reason] pairs)."""
     m, size, resize, src = len(listing.files), job["size"], job["resize"], Path(job["source"])
     done, kept, skipped = (saved["done"], saved["kept"], saved["skipped"]) if saved else (0, 0, [])
-    if saved:
-        images = np.load(out / IMAGES, mmap_mode="r+")
-    else:
-        images = np.lib.format.open_memmap(out / IMAGES, mode="w+", dtype=np.uint8, shape=(m, size, size, 3))
+    with writing(out / IMAGES):
+        if saved:
+            images = np.load(out / IMAGES, mmap_mode="r+")
+        else:
+            images = np.lib.format.open_memmap(out / IMAGES, mode="w+", dtype=np.uint8, shape=(m, size, size, 3))
 
     def record():
-        images.flush()  # data first, then the record that says it is there
+        with writing(out / IMAGES):
+            images.flush()  # data first, then the record that says it is there
         _write_json(out / PROGRESS, {"job": job, "done": done, "kept": kept, "skipped": skipped})
 
     if not saved:
@@ -258,17 +251,19 @@ def _finish(out: Path, listing: Listing, job: dict, kept: int, skipped: list) ->
     report += [f"{f}\t{reason}" for f, reason in skipped]
     report += [f"# {len(listing.ignored)} files ignored (not an image extension, or no label)"]
     report += listing.ignored
-    _write_text(out / REPORT, "\n".join(report) + "\n")
+    write_text(out / REPORT, "\n".join(report) + "\n", errors="surrogateescape")
     if kept == 0:
         raise HamganError(f"none of the {len(listing.files)} images could be read; reasons in {out / REPORT}")
-    _shrink_npy(out / IMAGES, kept)
+    with writing(out / IMAGES):
+        _shrink_npy(out / IMAGES, kept)
     bad = {f for f, _ in skipped}
     files = [f for f in listing.files if f not in bad]
     labels = np.array([y for f, y in zip(listing.files, listing.labels) if f not in bad], dtype=np.int64)
     assert len(files) == kept
-    np.save(out / LABELS, labels)
+    with atomic_write(out / LABELS) as f:
+        np.save(f, labels)
     _write_json(out / CLASSES, listing.class_names)
-    _write_text(out / FILES, "".join(f"{f}\n" for f in files))
+    write_text(out / FILES, "".join(f"{f}\n" for f in files), errors="surrogateescape")
     counts = np.bincount(labels, minlength=len(listing.class_names)).tolist()
     manifest = {
         "format": STORE_FORMAT, "version": STORE_VERSION, "hamgan_version": __version__,

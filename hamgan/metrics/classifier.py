@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..atomic import atomic_write
 from ..errors import HamganError
 
 FORMAT = "hamgan-classifiers"
@@ -226,13 +227,15 @@ class Classifiers:
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
-        from ..checkpoint import save_atomic
-        return save_atomic({"format": FORMAT, "version": VERSION, "key": self.key,
-                            "models": {name: {"view": m.view, "n_out": m.n_out, "resolution": m.resolution,
-                                              "targets": m.targets.tolist(),
-                                              "state": {k: v.cpu() for k, v in m.state_dict().items()}}
-                                       for name, m in self.models.items()},
-                            "ceilings": {k: [v[0], list(v[1])] for k, v in self.ceilings.items()}}, path)
+        payload = {"format": FORMAT, "version": VERSION, "key": self.key,
+                   "models": {name: {"view": m.view, "n_out": m.n_out, "resolution": m.resolution,
+                                     "targets": m.targets.tolist(),
+                                     "state": {k: v.cpu() for k, v in m.state_dict().items()}}
+                              for name, m in self.models.items()},
+                   "ceilings": {k: [v[0], list(v[1])] for k, v in self.ceilings.items()}}
+        with atomic_write(path) as f:
+            torch.save(payload, f)
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, key: Optional[dict] = None) -> "Classifiers":

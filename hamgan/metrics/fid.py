@@ -26,6 +26,7 @@ import numpy as np
 import scipy.linalg.lapack
 import torch
 
+from ..atomic import atomic_write
 from ..errors import HamganError
 
 FORMAT = "hamgan-fid-stats"
@@ -99,10 +100,8 @@ class FIDStats:
                    None if labels is None else np.asarray(_numpy(labels), np.int64))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write to `path` (.npz) through a temporary file, then rename."""
+        """Write to `path` (.npz) atomically (`hamgan.atomic`)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
         arrays = dict(mu=self.mu.astype(np.float64), sigma=self.sigma.astype(np.float64),
                       count=np.int64(self.count), format=np.str_(FORMAT), version=np.int64(VERSION),
                       provenance=np.str_(json.dumps(self.provenance, sort_keys=True)))
@@ -110,12 +109,8 @@ class FIDStats:
             arrays["features"] = self.features.astype(np.float32)
         if self.labels is not None:
             arrays["labels"] = self.labels.astype(np.int64)
-        try:
-            np.savez(tmp, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as f:
+            np.savez(f, **arrays)
         return path
 
     @classmethod
