@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hamgan import fast  # noqa: E402
 from hamgan.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint  # noqa: E402
 from hamgan.config import load_config  # noqa: E402
 from hamgan.stopping import StopRequests  # noqa: E402
@@ -41,7 +42,8 @@ def median_seconds(fn, repeats: int = 3) -> float:
 
 def checkpoint_costs(config: str, device: torch.device, folder: Path) -> None:
     cfg = load_config(config)
-    training = Training(cfg, Split(cfg.train.batch_size, 1, 1, 0), device, [f"c{i}" for i in range(cfg.model.n_classes)])
+    training = Training(cfg, Split(cfg.train.batch_size, 1, 1, 0), device, [f"c{i}" for i in range(cfg.model.n_classes)],
+                        fast.resolve(cfg.train, device))
     for net in ("G", "D"):      # Adam's moments exist after the first update: make them
         for p in training.opt[net].param_groups[0]["params"]:
             p.grad = torch.zeros_like(p)
@@ -95,6 +97,8 @@ def main():
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"# {device.type} ({where}), torch {torch.__version__}\n")
     print("| preset | checkpoint size | write | verify | load |\n|---|---:|---:|---:|---:|")
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         checkpoint_costs(args.config, device, Path(folder))
     print("\n| preset | s/step plain | s/step with the stop check | difference | the check alone |")
