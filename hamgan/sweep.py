@@ -24,12 +24,15 @@ import json
 import os
 import re
 import shlex
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .atomic import write_text
 from .errors import HamganError
+from .stopping import SIGNALS, RunStopped
 
 # (table column, result key, format); rows show those present in some run
 METRICS = (("FID", "fid", ".2f"), ("KID x 1e3", "kid_mean", ".2f"), ("class acc", "acc_class", ".3f"),
@@ -145,15 +148,33 @@ def run_sweep(config: Optional[str], points: list[Point], seeds: int, out: str |
 
 
 def _in_child(fn, *args) -> None:
-    """fn(*args) in a fresh process (spawn): its peak memory is its own; errors come back."""
+    """fn(*args) in a fresh process (spawn): its peak memory is its own; errors come back.
+    A stop signal to the sweep alone (a scheduler's SIGTERM to one pid) is passed on to the run,
+    which checkpoints and stops; the sweep then stops too, with the run's exit code 75."""
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
     proc = ctx.Process(target=_catching, args=(errors, fn, *args))
     proc.start()
-    proc.join()
+
+    def forward(signum, _frame):
+        try:
+            os.kill(proc.pid, signum)
+        except ProcessLookupError:   # the run has just ended
+            pass
+
+    forwarding = threading.current_thread() is threading.main_thread()   # handlers: main thread only
+    previous = {s: signal.signal(s, forward) for s in SIGNALS} if forwarding else {}
+    try:
+        proc.join()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if not errors.empty():
-        raise HamganError(errors.get())
+        stopped, message = errors.get()
+        if stopped:
+            raise RunStopped(f"{message.split(';')[0]}; the same sweep command continues the sweep")
+        raise HamganError(message)
     if proc.exitcode:
         raise HamganError(f"a sweep run ended with exit code {proc.exitcode}")
 
@@ -162,7 +183,8 @@ def _catching(errors, fn, *args) -> None:
     try:
         fn(*args)
     except Exception as e:  # sent to the parent, which stops the sweep with it
-        errors.put(f"{type(e).__name__}: {e}")
+        stopped = isinstance(e, RunStopped)
+        errors.put((stopped, str(e) if stopped else f"{type(e).__name__}: {e}"))
         raise SystemExit(1)
 
 

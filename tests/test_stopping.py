@@ -20,6 +20,7 @@ import hamgan.atomic
 from hamgan.atomic import WriteError
 from hamgan.checkpoint import list_snapshots, load_checkpoint
 from hamgan.cli import main
+from hamgan.runlock import LOCK_NAME
 from hamgan.stopping import CHECK_EVERY, EXIT_STOPPED, SIGNALS, RunStopped, StopRequests
 from hamgan.train import train
 
@@ -109,6 +110,27 @@ def test_sigterm_to_hamgan_train_checkpoints_the_step_exits_75_and_resumes_exact
     assert a["step"] == b["step"] == step + 3
     for key in TRAINED + ("scaler_G", "scaler_D", "data", "rng"):
         assert_same_state(a[key], b[key], exact=True, what=key)
+
+
+def test_sigterm_to_the_sweep_alone_stops_its_run_with_a_checkpoint_and_exit_75(tmp_path):
+    """A scheduler may signal only the process it started: the sweep passes the signal on to the
+    run it trains in a child process, which checkpoints and ends; the sweep exits 75."""
+    (tmp_path / "none.npz").touch()     # --stats must exist; it is read only after the run's last step
+    sweep = subprocess.Popen([sys.executable, "-m", "hamgan", "sweep", "--point", "a:", "--out", str(tmp_path),
+                              "--stats", str(tmp_path / "none.npz"), "--device", "cpu", "--no-progress", *TINY,
+                              "train.log_every=1", "train.steps=100000"],
+                             env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    run_dir = tmp_path / "runs" / "a-s0"
+    wait_for_step(run_dir, 3, sweep)
+    os.kill(sweep.pid, signal.SIGTERM)  # the sweep's pid only, not its process group
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == EXIT_STOPPED, err
+    snaps = list_snapshots(run_dir / "checkpoints")
+    assert len(snaps) == 1 and load_checkpoint(snaps[0])["step"] >= 3
+    assert "stopped by SIGTERM after step" in err and "the same sweep command continues" in err
+    assert "Traceback" not in err
+    assert not (run_dir / LOCK_NAME).exists()   # the run has ended: nothing holds its folder
 
 
 def _stopping_worker(rank, world, port, out, overrides):
