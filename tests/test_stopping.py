@@ -2,6 +2,7 @@
 real processes. A stopped run leaves a checkpoint of the step it was in and exit code 75, and
 resuming it ends bit-identical to an uninterrupted run; under DDP every process stops after the
 same step; a second signal ends the process at once."""
+import contextlib
 import errno
 import json
 import os
@@ -122,9 +123,13 @@ def test_sigterm_to_the_sweep_alone_stops_its_run_with_a_checkpoint_and_exit_75(
                              env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
     run_dir = tmp_path / "runs" / "a-s0"
-    wait_for_step(run_dir, 3, sweep)
-    os.kill(sweep.pid, signal.SIGTERM)  # the sweep's pid only, not its process group
-    out, err = sweep.communicate(timeout=300)
+    try:
+        wait_for_step(run_dir, 3, sweep)
+        os.kill(sweep.pid, signal.SIGTERM)  # the sweep's pid only, not its process group
+        out, err = sweep.communicate(timeout=300)
+    finally:    # whatever happened, no run is left training (the group: the sweep and its run)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sweep.pid, signal.SIGKILL)
     assert sweep.returncode == EXIT_STOPPED, err
     snaps = list_snapshots(run_dir / "checkpoints")
     assert len(snaps) == 1 and load_checkpoint(snaps[0])["step"] >= 3
