@@ -29,7 +29,7 @@ from .atomic import remove_temporaries
 from .augment import DiffAugment
 from .checkpoint import CheckpointError, list_snapshots, load_checkpoint, load_state, prune_snapshots, \
     save_checkpoint, snapshot_path
-from .config import Config, check_config, check_files, differences, from_dict, save_config, to_dict
+from .config import Config, TrainConfig, check_config, check_files, differences, from_dict, save_config, to_dict
 from .data import build_loader, open_training_data
 from .ema import EMA
 from .errors import HamganError
@@ -128,16 +128,33 @@ class Training:
             self.opt[net].load_state_dict(state[f"opt_{net}"])
             self.scaler[net].load_state_dict(state[f"scaler_{net}"])
         self.step, self.best_fid, self.best_step = state["step"], state["best_fid"], state["best_step"]
+        notes = self._adam_settings_from_config(saved.train)
         rng = state["rng"]
         set_rng_state(rng[self.split.rank] if len(rng) == self.split.world else rng[0])
         data, s = state["data"], self.split
         if (data["per_batch"], data["world"], data["accum"]) == (s.per, s.world, s.rounds):
             self.batches = data["batches_consumed"]
-            return []
+            return notes
         # the same number of images into the stream, in batches of the new size
         self.batches = data["batches_consumed"] * data["per_batch"] * data["world"] // (s.per * s.world)
-        return ["note: batch split differs from the checkpoint's; the data order will differ from an "
-                "uninterrupted run"]
+        return notes + ["note: batch split differs from the checkpoint's; the data order will differ from an "
+                        "uninterrupted run"]
+
+    def _adam_settings_from_config(self, saved: TrainConfig) -> list[str]:
+        """Adam's lr, betas and eps from this run's config: loading the optimiser state brought
+        back the checkpoint's, and a run resumed with e.g. a lower `train.lr_g` must use it."""
+        def adam(t: TrainConfig, net: str) -> dict:
+            return {"lr": getattr(t, f"lr_{net}"), "betas": tuple(getattr(t, f"betas_{net}")),
+                    "eps": getattr(t, f"eps_{net}")}
+
+        notes = []
+        for net in ("g", "d"):
+            now, before = adam(self.cfg.train, net), adam(saved, net)
+            for group in self.opt[net.upper()].param_groups:
+                group.update(now)
+            notes += [f"note: train.{key}_{net} = {now[key]} from step {self.step} on (the checkpoint's run "
+                      f"used {before[key]})" for key in now if now[key] != before[key]]
+        return notes
 
 
 # DDP's per-forward buffer broadcast, off (torch >= 2.14 renamed the option)

@@ -18,6 +18,7 @@ from hamgan.config import load_config
 from hamgan.ema import EMA
 from hamgan import stats
 from hamgan.loss import HingeLoss, Phase, d_hinge, g_hinge
+from hamgan.rundir import find_resume
 from hamgan.train import TrainingDiverged, build, train
 
 from ._dist import free_port
@@ -154,6 +155,25 @@ def test_resume_in_a_fresh_process_is_bit_identical(tmp_path):
     assert a["step"] == b["step"] == 6
     for key in TRAINED + ("scaler_G", "scaler_D", "data"):
         assert_same_state(a[key], b[key], exact=True, what=key)
+
+
+def test_a_resumed_run_takes_adam_settings_from_its_config_and_keeps_adam_state(tmp_path):
+    # Loading an optimiser's state restores the learning rate it was saved with; the override
+    # the user resumed with must win (lowering the rate late in a run is the usual reason to resume).
+    train(tiny("train.steps=2"), out=tmp_path, name="run", progress=False)
+    point = find_resume(tmp_path, "run", "auto")
+    new = tiny("train.steps=4", "train.lr_g=3e-5", "train.betas_d=[0.5, 0.99]")
+    training, _, notes = build(new, torch.device("cpu"), resume=point)
+    assert [g["lr"] for g in training.opt["G"].param_groups] == [3e-5]
+    assert [g["betas"] for g in training.opt["D"].param_groups] == [(0.5, 0.99)]
+    assert [g["lr"] for g in training.opt["D"].param_groups] == [new.train.lr_d]   # unchanged: the checkpoint's
+    assert any("train.lr_g = 3e-05 from step 2 on" in n and "used 0.0001" in n for n in notes), notes
+    assert any(n.startswith("note: train.betas_d") for n in notes) and not any("lr_d" in n for n in notes), notes
+    saved = point.state["opt_G"]["state"]
+    for i, s in training.opt["G"].state_dict()["state"].items():   # the moments are the checkpoint's
+        assert torch.equal(s["exp_avg"], saved[i]["exp_avg"]) and torch.equal(s["exp_avg_sq"], saved[i]["exp_avg_sq"])
+    _, _, same = build(tiny("train.steps=4"), torch.device("cpu"), resume=point)
+    assert not any("train." in n for n in same), same
 
 
 # --------------------------------------------------------------------------- the split of the global batch
