@@ -196,6 +196,8 @@ class TrainConfig:
                        r"(, ?(color|translation|cutout))*")
     lr_g: float = opt(1e-4, "generator Adam learning rate", within="(0, inf)")
     lr_d: float = opt(4e-4, "discriminator Adam learning rate", within="(0, inf)")
+    lr_decay: float = opt(0.0, "the last fraction of train.steps, over which both learning rates fall linearly "
+                          "towards zero (0: constant rates, the paper's)", within="[0, 1]")
     betas_g: list[float] = opt([0.0, 0.999], "generator Adam betas", within="[0, 1)", length=2)
     betas_d: list[float] = opt([0.0, 0.999], "discriminator Adam betas", within="[0, 1)", length=2)
     eps_g: float = opt(1e-8, "generator Adam epsilon", within="(0, inf)")

@@ -271,6 +271,9 @@ def _augmented(D, augment: DiffAugment, seed: int, rows: Rows):
 
 def train_step(training: Training, runner: PhaseRunner) -> None:
     """One training step: every phase of the loss that is due, in order, then the EMA of G."""
+    for net, lr in learning_rates(training.cfg.train, training.step).items():
+        for group in training.opt[net].param_groups:
+            group["lr"] = lr
     for phase in runner.loss.phases:
         if training.step % phase.interval == 0:
             for repeat in range(phase.repeats):
@@ -279,6 +282,16 @@ def train_step(training: Training, runner: PhaseRunner) -> None:
     if training.ema is not None:
         training.ema.update(training.G, training.step)
     training.step += 1
+
+
+def learning_rates(t: TrainConfig, step: int) -> dict[str, float]:
+    """{'G': lr, 'D': lr} for step `step` (0-based): the config's rates, and over the last
+    `t.lr_decay` of the run (from step round(steps * (1 - lr_decay)) on) falling linearly, so that
+    the last step takes 1 / (steps - that step) of them. A function of the step alone: a resumed
+    run takes the rates an uninterrupted one would."""
+    start = round(t.steps * (1 - t.lr_decay))
+    scale = (t.steps - step) / (t.steps - start) if start <= step < t.steps else 1.0
+    return {"G": t.lr_g * scale, "D": t.lr_d * scale}
 
 
 # ---------------------------------------------------------------------- the loop

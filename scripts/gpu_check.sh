@@ -27,7 +27,8 @@ mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 if [ -n "${GPU_CHECK_DRY:-}" ]; then
-  BENCH=(--device cpu --config configs/demo.toml --batch 4 --steps 1 --warmup 1 model.G.ch=2 model.D.ch=2)
+  BENCH=(--device cpu --config configs/demo.toml --batch 4 --steps 1 --warmup 1 model.G.ch=2 model.D.ch=2
+        "model.G.multipliers=[]" "model.D.multipliers=[]")
   DEADLINE=${GPU_CHECK_SECONDS:-3600}
 else
   BENCH=(--device cuda --config configs/hamgan_baby.toml --batch 256 --steps 4 --warmup 2)

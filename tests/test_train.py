@@ -19,7 +19,7 @@ from hamgan.ema import EMA
 from hamgan import stats
 from hamgan.loss import HingeLoss, Phase, d_hinge, g_hinge
 from hamgan.rundir import find_resume
-from hamgan.train import TrainingDiverged, build, train
+from hamgan.train import TrainingDiverged, build, learning_rates, train, train_step
 
 from ._dist import free_port
 
@@ -174,6 +174,19 @@ def test_a_resumed_run_takes_adam_settings_from_its_config_and_keeps_adam_state(
         assert torch.equal(s["exp_avg"], saved[i]["exp_avg"]) and torch.equal(s["exp_avg_sq"], saved[i]["exp_avg_sq"])
     _, _, same = build(tiny("train.steps=4"), torch.device("cpu"), resume=point)
     assert not any("train." in n for n in same), same
+
+
+def test_learning_rates_fall_linearly_over_the_last_fraction_and_the_optimisers_take_them():
+    t = tiny("train.steps=10", "train.lr_decay=0.4", "train.lr_g=1e-3", "train.lr_d=2e-3").train
+    assert [learning_rates(t, s)["G"] for s in range(10)] == pytest.approx([1e-3] * 7 + [7.5e-4, 5e-4, 2.5e-4])
+    assert learning_rates(t, 9)["D"] == pytest.approx(5e-4)
+    assert learning_rates(tiny("train.steps=10").train, 9) == {"G": 1e-4, "D": 4e-4}   # 0: constant
+    assert learning_rates(tiny("train.steps=3", "train.lr_decay=0.1").train, 2)["G"] == 1e-4   # under a step: none
+    training, runner, _ = build(tiny("train.steps=4", "train.lr_decay=0.75"), torch.device("cpu"))
+    for _ in range(4):
+        train_step(training, runner)
+    assert training.opt["G"].param_groups[0]["lr"] == pytest.approx(1e-4 / 3)   # the last step: 1/3 of the rate
+    assert training.opt["D"].param_groups[0]["lr"] == pytest.approx(4e-4 / 3)
 
 
 # --------------------------------------------------------------------------- the split of the global batch
