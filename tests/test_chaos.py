@@ -1,6 +1,6 @@
 """scripts/chaos_train.py (issue 13): a small run killed twice with SIGKILL at random moments and
-resumed each time ends bit-identical to an uninterrupted one (learning rates falling from step
-4 on); the comparison it relies on sees a single flipped value."""
+resumed each time ends bit-identical to an uninterrupted one (learning rates falling over the
+last 7 of its 12 steps); the comparison it relies on sees a single flipped value."""
 import importlib.util
 import re
 import subprocess
