@@ -8,7 +8,9 @@
    the kill window).
 2. Trains it again as `hamgan train --resume auto` processes, each killed with SIGKILL at a
    random moment (during start-up, a step, a checkpoint or sample-grid write, ...) until
-   `--kills` kills have been delivered; the last one runs to the end.
+   `--kills` kills have been delivered; the last one runs to the end. An attempt saving faster
+   than expected is killed at the latest when it has saved twice its share of what is left; the
+   last kill waits for a snapshot if there is none, so that at least one run resumes.
 3. After each kill, looks for damaged files: temporaries of interrupted writes and snapshots
    that fail verification; reports which ones the resumed run skipped or removed.
 4. Compares every tensor and number of the two final checkpoints (weights, EMA, optimisers,
@@ -61,15 +63,19 @@ class Attempt:
         for line in self.proc.stdout:
             self.lines.append((time.monotonic() - self.start, line.rstrip()))
 
-    def finish(self, kill_after: float | None = None) -> bool:
-        """Wait for the end, or SIGKILL after `kill_after` seconds; True if it was killed."""
-        try:
-            self.proc.wait(timeout=kill_after)
-            killed = False
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            killed = True
+    @staticmethod
+    def never(seconds: float) -> bool:
+        return False
+
+    def finish(self, kill_if=never) -> bool:
+        """Wait for the end, or SIGKILL as soon as `kill_if(seconds since the start)`; True if killed."""
+        killed = False
+        while self.proc.poll() is None and not killed:
+            killed = kill_if(time.monotonic() - self.start)
+            if killed:
+                self.proc.send_signal(signal.SIGKILL)
+            time.sleep(0.02)
+        self.proc.wait()
         self.seconds = time.monotonic() - self.start
         self._reader.join()
         return killed
@@ -93,6 +99,12 @@ def damaged_files(run_dir: Path) -> dict[str, str]:
         except CheckpointError as e:
             found[snap.name] = str(e)
     return found
+
+
+def newest_step(run_dir: Path) -> int:
+    """The step of the run's newest snapshot, 0 if it has none."""
+    snaps = list_snapshots(run_dir / "checkpoints")
+    return int(snaps[-1].stem.split("-")[1]) if snaps else 0
 
 
 def recent_pace(run_dir: Path) -> float | None:
@@ -161,14 +173,22 @@ def main(argv=None) -> int:
         pace = training / steps        # seconds per step, then as the chaos run's log says
         while True:
             attempt = Attempt([*common, "--name", "chaos", "--resume", "auto"])
-            delay = None
+            kill_if = Attempt.never
             if kills < args.kills:
                 # a random moment up to start-up + twice an even share of what is left, so that the
-                # kills spread over the run and each attempt dies before it could finish
-                snaps = list_snapshots(run_dir / "checkpoints")
-                left = steps - (int(snaps[-1].stem.split("-")[1]) if snaps else 0)
-                delay = rng.uniform(0, startup + 2 * pace * left / (args.kills - kills + 1))
-            killed = attempt.finish(delay)
+                # kills spread over the run; at the latest when the attempt has saved twice that share
+                # (short of the end), so that a machine slower than the estimate cannot let it finish;
+                # the last kill not before a snapshot exists, so that at least the final run resumes
+                begun = newest_step(run_dir)
+                share = (steps - begun) / (args.kills - kills + 1)
+                delay = rng.uniform(0, startup + 2 * pace * share)
+                latest = min(begun + 2 * share, steps - 1)
+                final = kills == args.kills - 1
+
+                def kill_if(seconds):
+                    done = newest_step(run_dir)
+                    return (seconds >= delay and (done > 0 or not final)) or done >= latest
+            killed = attempt.finish(kill_if)
             startup, pace = attempt.started_after() or startup, recent_pace(run_dir) or pace
             resumes += bool(attempt.said("resumed from"))
             locks += bool(attempt.said("took over the lock"))
@@ -181,7 +201,7 @@ def main(argv=None) -> int:
             damaged = damaged_files(run_dir) if run_dir.exists() else {}
             snaps = list_snapshots(run_dir / "checkpoints")
             last = snaps[-1].name if snaps else "none yet"
-            print(f"kill {kills:2d} after {delay:5.1f} s (newest snapshot: {last})"
+            print(f"kill {kills:2d} after {attempt.seconds:5.1f} s (newest snapshot: {last})"
                   + "".join(f"\n    damaged: {name}: {why}" for name, why in damaged.items()))
             found.update(damaged)
         if kills < args.kills:

@@ -11,7 +11,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "chaos_train.py"
-TINY = ["train.steps=12", "train.snapshot_every=3", "train.sample_every=4", "train.log_every=2", "train.batch_size=8",
+TINY = ["train.steps=12", "train.snapshot_every=1", "train.sample_every=4", "train.log_every=2", "train.batch_size=8",
         "train.lr_decay=0.6", "model.G.ch=4", "model.D.ch=4", "data.shapes_size=64"]
 
 
