@@ -1,8 +1,8 @@
 """`hamgan demo`: the README's main job. Trains a small HamGAN on the built-in procedural shapes
-on the CPU (configs/demo.toml, a few minutes), samples a class sheet from its checkpoint next to
-real images of the same classes, and measures it: FID/KID against the real shapes (pool3 of
-pytorch-fid's Inception, when its weights are there) and the conditional accuracies (colour and
-colour-blind shape), each with its ceiling.
+on the CPU (configs/demo.toml, 15-20 minutes on 2 cores), samples a class sheet from its
+checkpoint next to real images of the same classes, and measures it: FID/KID against the real
+shapes (pool3 of pytorch-fid's Inception, when its weights are there) and the conditional
+accuracies (colour and colour-blind shape), each with its ceiling.
 
 Re-running continues the same run (`--resume auto`): a finished demo only samples and measures
 again. Reference statistics and classifiers are made once, in OUT/stats/.
