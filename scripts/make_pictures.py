@@ -3,7 +3,7 @@
     bash scripts/demo.sh && bash scripts/sweep_context.sh      # once: the demo run and the preset sweep
     python scripts/make_pictures.py                            # docs/*.png
 
-docs/demo.png           real images (left) next to the demo's samples (G_ema, right), one row per class
+docs/demo.png           real images (left) next to the demo's samples (G_ema of the snapshot it shows), a row per class
 docs/ham_maps.png       what the bases of G's Hamburger attend to, on 4 samples (see `hamgan sample --mode ham-maps`)
 docs/interpolation.png  class interpolation strips at a fixed z (linear in G's class representation)
 docs/sweep.png          the preset sweep's metric curves (as the sweep drew them)
@@ -21,7 +21,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hamgan.checkpoint import latest_good_snapshot, load_generator  # noqa: E402
+from hamgan.checkpoint import list_snapshots, load_generator  # noqa: E402
+from hamgan.cli.demo import choose_snapshot  # noqa: E402
 from hamgan.data import open_training_data  # noqa: E402
 from hamgan.images import make_grid  # noqa: E402
 from hamgan.sample import class_sheet, ham_maps, interpolate  # noqa: E402
@@ -50,10 +51,9 @@ def main() -> None:
     p.add_argument("--out", default="docs", help="where the PNGs go (default docs)")
     args = p.parse_args()
     out, run = Path(args.out), Path(args.run)
-    found = latest_good_snapshot(run / "checkpoints")
-    if found is None:
+    if not list_snapshots(run / "checkpoints"):
         sys.exit(f"no checkpoint in {run}/checkpoints: run `bash scripts/demo.sh` first")
-    G, cfg, payload = load_generator(found[0])
+    G, cfg, payload = load_generator(choose_snapshot(run / "checkpoints", run.parent / "stats", "cpu"))  # the demo's
     names = payload.get("class_names")
 
     data = open_training_data(cfg)

@@ -73,6 +73,15 @@ def evaluate_checkpoint(ckpt: str | os.PathLike, *, num_samples: int, stats=None
             "ema": use_ema and payload.get("G_ema") is not None}
 
 
+def ceiling_ratios(result: dict, name: str) -> list[float]:
+    """Each class's accuracy / its ceiling under one classifier ('class', 'shape', 'inception');
+    classes with no samples or no ceiling are left out, as is a classifier not measured."""
+    if f"acc_{name}" not in result:
+        return []
+    return [a / c for a, c in zip(result[f"acc_{name}_per_class"], result[f"acc_{name}_ceiling_per_class"])
+            if a is not None and c]
+
+
 def accuracy_lines(result: dict) -> list[str]:
     """The conditional accuracies of a result, one line each, with their ceilings and worst class."""
     lines = []
@@ -81,8 +90,7 @@ def accuracy_lines(result: dict) -> list[str]:
         if f"acc_{name}" not in result:
             continue
         acc, ceiling = result[f"acc_{name}"], result[f"acc_{name}_ceiling"]
-        ratios = [a / c for a, c in zip(result[f"acc_{name}_per_class"], result[f"acc_{name}_ceiling_per_class"])
-                  if a is not None and c]
+        ratios = ceiling_ratios(result, name)
         worst = f", worst class {min(ratios):.2f} of its ceiling" if ratios else ""
         lines.append(f"{what:<30s} {acc:.4f}  (ceiling {ceiling:.4f} on held-out real images{worst})")
     return lines
