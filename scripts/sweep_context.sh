@@ -3,7 +3,8 @@
 # (K = 6 one-step gradient, as the paper; K = 6 full BPTT; K = 2 one-step), SAGAN self-attention,
 # or no context block, in G and D alike; 3 seeds each, 1,000 steps, evaluated alike (500 samples
 # against 500 real images, conditional accuracies) with in-training evaluations every 250 steps
-# for the curves. About an hour on 2 CPU cores. Writes runs/sweep_context/sweep.{md,json,png};
+# for the curves. About 2 hours on 2 quiet CPU cores (7-10 minutes a run, with its
+# evaluations); `--seeds 1` about 45 minutes. Writes runs/sweep_context/sweep.{md,json,png};
 # running it again continues. Extra arguments go to `hamgan sweep` (e.g. --seeds 1, train.steps=400).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
